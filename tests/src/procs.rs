@@ -1,0 +1,145 @@
+//! The process tree under a pid, read from `/proc`, and killing it without leaving orphans.
+//!
+//! sshd's per-connection children call `setsid()`, so process groups and sessions do not
+//! find them: only the parent-pid chain does.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+/// How long [`kill_tree`] keeps freezing new descendants before killing what it has.
+const FREEZE_DEADLINE: Duration = Duration::from_secs(2);
+/// How long [`kill_tree`] waits for the killed processes to be gone (or zombies).
+const DEATH_DEADLINE: Duration = Duration::from_secs(5);
+/// Pause between two `/proc` scans while waiting for processes to die.
+const DEATH_POLL: Duration = Duration::from_millis(2);
+
+/// One line of `/proc/PID/stat`: what we need from it.
+struct Stat {
+    ppid: i32,
+    state: char,
+}
+
+fn read_stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so split after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some(Stat { ppid, state })
+}
+
+/// Every live pid with its parent pid.
+fn parent_map() -> HashMap<i32, i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| Some((pid, read_stat(pid)?.ppid)))
+        .collect()
+}
+
+/// Every process whose parent chain leads to `root` (not `root` itself).
+pub(crate) fn descendants(root: i32) -> BTreeSet<i32> {
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for (pid, ppid) in parent_map() {
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut found = BTreeSet::new();
+    let mut todo = vec![root];
+    // Each pid is pushed at most once (the `insert` check), so this ends.
+    while let Some(pid) = todo.pop() {
+        for &child in children.get(&pid).into_iter().flatten() {
+            if child != root && found.insert(child) {
+                todo.push(child);
+            }
+        }
+    }
+    found
+}
+
+fn signal(pid: i32, sig: libc::c_int) {
+    // SAFETY: kill(2) has no memory-safety preconditions; a stale pid only yields ESRCH.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+fn gone_or_zombie(pid: i32) -> bool {
+    read_stat(pid).is_none_or(|s| s.state == 'Z' || s.state == 'X')
+}
+
+/// SIGKILLs every descendant of `root` (and `root` too when `include_root`), then waits
+/// (bounded) until they are gone or zombies.
+///
+/// The tree is frozen with SIGSTOP first, rescanning until no new process appears, so a
+/// process that forks while we work cannot leave an orphan behind (an orphan is re-parented
+/// away from `root` and would no longer be found). Returns the pids that were killed.
+pub(crate) fn kill_tree(root: i32, include_root: bool) -> BTreeSet<i32> {
+    let mut frozen = BTreeSet::new();
+    if include_root {
+        signal(root, libc::SIGSTOP);
+    }
+    let deadline = Instant::now() + FREEZE_DEADLINE;
+    loop {
+        let now = descendants(root);
+        let fresh: Vec<i32> = now.difference(&frozen).copied().collect();
+        if fresh.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        for pid in fresh {
+            signal(pid, libc::SIGSTOP);
+            frozen.insert(pid);
+        }
+    }
+    for &pid in &frozen {
+        signal(pid, libc::SIGKILL);
+    }
+    if include_root {
+        signal(root, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + DEATH_DEADLINE;
+    while Instant::now() < deadline && !frozen.iter().all(|&p| gone_or_zombie(p)) {
+        std::thread::sleep(DEATH_POLL);
+    }
+    frozen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    #[test]
+    fn finds_and_kills_grandchildren_that_left_the_session() {
+        // A shell that starts a grandchild in its own session, like sshd's children do.
+        let mut child = Command::new("sh")
+            .args(["-c", "setsid sleep 60 & sleep 60 & wait"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let root = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut found = BTreeSet::new();
+        while Instant::now() < deadline {
+            found = descendants(root);
+            if found.len() >= 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            found.len() >= 2,
+            "expected two sleeps under {root}, found {found:?}"
+        );
+        let killed = kill_tree(root, false);
+        assert!(killed.is_superset(&found), "{killed:?} vs {found:?}");
+        for pid in &killed {
+            assert!(gone_or_zombie(*pid), "{pid} still alive");
+        }
+        // The shell's `wait` returns once its children die; reap it.
+        child.wait().unwrap();
+    }
+}
