@@ -1,1 +1,25 @@
-//! placeholder
+//! Test-kit for tunneld: a real OpenSSH `sshd` in a temporary folder, small
+//! servers to forward to, and client helpers to drive traffic through forwards.
+//!
+//! Layout:
+//! - [`sshd`]: a private `sshd` on an ephemeral loopback port, with generated host and
+//!   client keys, its log, and fault injection (kill sessions, crash, restart).
+//! - [`keys`]: `ssh-keygen` wrappers.
+//! - [`servers`]: TCP and Unix echo servers, a minimal HTTP server, a byte source.
+//! - [`net`]: free ports, polling with deadlines, checked bulk transfers, `/proc/net/tcp`
+//!   listeners, `curl`.
+//! - [`socks`]: SOCKS4, SOCKS4a and SOCKS5 CONNECT clients.
+//! - `procs` (private): the process tree under a pid, read from `/proc`.
+//!
+//! Nothing here sleeps to synchronise: every wait polls with a deadline and fails with a
+//! message naming what it waited for. Everything binds to loopback addresses only.
+
+pub mod keys;
+pub mod net;
+mod procs;
+pub mod servers;
+pub mod socks;
+pub mod sshd;
+
+pub use servers::{EchoServer, HttpServer, SourceServer, UnixEchoServer};
+pub use sshd::{Sshd, SshdOptions};

@@ -1,0 +1,261 @@
+use super::*;
+use crate::net::{wait_port_open, wait_until};
+
+/// Upper bound for one `ssh` client run in these tests.
+const SSH_RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `ssh ARGS... true`-style commands and returns the output (bounded).
+async fn ssh(mut cmd: tokio::process::Command, remote: &[&str]) -> std::process::Output {
+    cmd.args(remote);
+    timeout(SSH_RUN_TIMEOUT, cmd.output())
+        .await
+        .expect("ssh did not exit in time")
+        .expect("run ssh")
+}
+
+fn assert_ok(out: &std::process::Output, what: &str, sshd: &Sshd) {
+    assert!(
+        out.status.success(),
+        "{what}: {}\nstderr: {}\nsshd log:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        sshd.log()
+    );
+}
+
+#[tokio::test]
+async fn login_with_generated_keys_and_strict_known_hosts() {
+    let sshd = Sshd::start().await.unwrap();
+    assert_eq!(sshd.addr(), SocketAddr::from(([127, 0, 0, 1], sshd.port())));
+    assert!(sshd.host_key_pub().starts_with("ssh-ed25519 AAAA"));
+    let kh = std::fs::read_to_string(sshd.known_hosts()).unwrap();
+    assert_eq!(
+        kh,
+        format!("[127.0.0.1]:{} {}\n", sshd.port(), sshd.host_key_pub())
+    );
+
+    // Spelled out rather than through ssh_args, as a user would type it.
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.arg("-F")
+        .arg("/dev/null")
+        .arg("-i")
+        .arg(sshd.client_key());
+    cmd.arg("-o").arg(format!(
+        "UserKnownHostsFile={}",
+        sshd.known_hosts().display()
+    ));
+    cmd.args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"]);
+    cmd.arg("-p").arg(sshd.port().to_string());
+    cmd.arg(format!("{}@127.0.0.1", sshd.user()))
+        .kill_on_drop(true);
+    let out = ssh(cmd, &["echo", "logged-in"]).await;
+    assert_ok(&out, "ssh login", &sshd);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "logged-in\n");
+    sshd.wait_log("Accepted publickey", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(sshd.count_in_log("Accepted publickey"), 1);
+}
+
+#[tokio::test]
+async fn wrong_host_key_is_refused() {
+    let sshd = Sshd::start().await.unwrap();
+    let other = Sshd::start().await.unwrap();
+    // `other`'s key recorded under `sshd`'s address: strict checking must refuse.
+    std::fs::write(
+        sshd.known_hosts(),
+        format!("[127.0.0.1]:{} {}\n", sshd.port(), other.host_key_pub()),
+    )
+    .unwrap();
+    let out = ssh(sshd.ssh_command(), &["true"]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("HOST IDENTIFICATION HAS CHANGED"),
+        "{stderr}"
+    );
+}
+
+/// `sshd.ssh_command()` but logging in with `key` instead of the default client key.
+fn ssh_with_key(sshd: &Sshd, key: &Path) -> tokio::process::Command {
+    let mut args = sshd.ssh_args();
+    let i = args
+        .iter()
+        .position(|a| a == "-i")
+        .expect("ssh_args has -i");
+    args[i + 1] = key.display().to_string();
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.args(&args).stdin(Stdio::null()).kill_on_drop(true);
+    cmd
+}
+
+#[tokio::test]
+async fn extra_keys_of_each_kind() {
+    let sshd = Sshd::start().await.unwrap();
+    for kind in ["ecdsa", "rsa", "ed25519"] {
+        let key = sshd
+            .generate_client_key(&format!("k-{kind}"), kind, true)
+            .unwrap();
+        let out = ssh(ssh_with_key(&sshd, &key), &["true"]).await;
+        assert_ok(&out, kind, &sshd);
+    }
+    assert_eq!(sshd.count_in_log("Accepted publickey"), 3);
+
+    let unauthorized = sshd
+        .generate_client_key("stranger", "ed25519", false)
+        .unwrap();
+    let out = ssh(ssh_with_key(&sshd, &unauthorized), &["true"]).await;
+    assert!(!out.status.success(), "an unauthorized key logged in");
+    assert!(
+        sshd.generate_client_key("../escape", "ed25519", true)
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn bad_extra_config_is_reported_with_sshds_message() {
+    let opts = SshdOptions {
+        extra_config: vec!["NoSuchKeyword yes".into()],
+        ..Default::default()
+    };
+    let err = Sshd::start_with(opts)
+        .await
+        .err()
+        .expect("config accepted")
+        .to_string();
+    assert!(err.contains("NoSuchKeyword"), "{err}");
+}
+
+#[tokio::test]
+async fn extra_config_comes_first_and_wins() {
+    let opts = SshdOptions {
+        extra_config: vec!["PubkeyAuthentication no".into()],
+        ..Default::default()
+    };
+    let sshd = Sshd::start_with(opts).await.unwrap();
+    let cfg = std::fs::read_to_string(sshd.dir().join("sshd_config")).unwrap();
+    assert!(cfg.starts_with("PubkeyAuthentication no\n"), "{cfg}");
+    let out = ssh(sshd.ssh_command(), &["true"]).await;
+    assert!(!out.status.success(), "pubkey login worked though disabled");
+}
+
+#[tokio::test]
+async fn kill_sessions_ends_clients_and_keeps_the_listener() {
+    let sshd = Sshd::start().await.unwrap();
+    let mut cmd = sshd.ssh_command();
+    cmd.args(["sleep", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut client = cmd.spawn().unwrap();
+    sshd.wait_log("Starting session", Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert!(!sshd.session_pids().is_empty());
+
+    sshd.kill_sessions();
+    let status = timeout(Duration::from_secs(10), client.wait())
+        .await
+        .expect("ssh still running after kill_sessions")
+        .unwrap();
+    assert!(!status.success());
+    wait_until(Duration::from_secs(5), "no session processes", || {
+        sshd.session_pids().is_empty()
+    })
+    .await
+    .unwrap();
+
+    let out = ssh(sshd.ssh_command(), &["true"]).await;
+    assert_ok(&out, "login after kill_sessions", &sshd);
+}
+
+#[tokio::test]
+async fn stop_then_restart_on_the_same_port() {
+    let mut sshd = Sshd::start().await.unwrap();
+    let port = sshd.port();
+    let mut cmd = sshd.ssh_command();
+    cmd.args(["sleep", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut client = cmd.spawn().unwrap();
+    sshd.wait_log("Starting session", Duration::from_secs(15))
+        .await
+        .unwrap();
+
+    sshd.stop().await;
+    assert!(!sshd.is_running());
+    timeout(Duration::from_secs(10), client.wait())
+        .await
+        .expect("ssh session survived stop")
+        .unwrap();
+    assert!(TcpStream::connect(sshd.addr()).await.is_err());
+    let out = ssh(sshd.ssh_command(), &["true"]).await;
+    assert!(!out.status.success());
+
+    sshd.restart().await.unwrap();
+    assert_eq!(sshd.port(), port);
+    assert!(sshd.is_running());
+    let out = ssh(sshd.ssh_command(), &["true"]).await;
+    assert_ok(&out, "login after restart", &sshd);
+    assert_eq!(sshd.count_in_log(LISTENING_LINE), 2, "log keeps both runs");
+
+    // Restart while running stops first.
+    sshd.restart().await.unwrap();
+    wait_port_open(sshd.addr(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let out = ssh(sshd.ssh_command(), &["true"]).await;
+    assert_ok(&out, "login after second restart", &sshd);
+}
+
+#[tokio::test]
+async fn drop_kills_listener_and_sessions() {
+    let sshd = Sshd::start().await.unwrap();
+    let dir = sshd.dir().to_path_buf();
+    let listener = sshd.child.as_ref().unwrap().id() as i32;
+    let mut cmd = sshd.ssh_command();
+    cmd.args(["sleep", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut client = cmd.spawn().unwrap();
+    sshd.wait_log("Starting session", Duration::from_secs(15))
+        .await
+        .unwrap();
+    let sessions = sshd.session_pids();
+    assert!(!sessions.is_empty());
+
+    let addr = sshd.addr();
+    drop(sshd);
+    assert!(!dir.exists(), "tempdir left behind");
+    for pid in std::iter::once(listener).chain(sessions) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next();
+        assert!(
+            matches!(state, None | Some("Z" | "X")),
+            "pid {pid} alive: {stat}"
+        );
+    }
+    timeout(Duration::from_secs(10), client.wait())
+        .await
+        .expect("ssh outlived sshd")
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_servers_at_once_on_a_multi_thread_runtime() {
+    let (a, b, c) = tokio::join!(Sshd::start(), Sshd::start(), Sshd::start());
+    let all = [a.unwrap(), b.unwrap(), c.unwrap()];
+    let mut ports: Vec<u16> = all.iter().map(Sshd::port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 3);
+    for sshd in &all {
+        let out = ssh(sshd.ssh_command(), &["true"]).await;
+        assert_ok(&out, "login", sshd);
+    }
+}
