@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 const FREEZE_DEADLINE: Duration = Duration::from_secs(2);
 /// How long [`kill_tree`] waits for the killed processes to be gone (or zombies).
 const DEATH_DEADLINE: Duration = Duration::from_secs(5);
+/// How long [`kill_tree`] lets the root reap the processes it killed.
+const REAP_GRACE: Duration = Duration::from_secs(1);
 /// Pause between two `/proc` scans while waiting for processes to die.
 const DEATH_POLL: Duration = Duration::from_millis(2);
 
@@ -71,17 +73,22 @@ fn gone_or_zombie(pid: i32) -> bool {
     read_stat(pid).is_none_or(|s| s.state == 'Z' || s.state == 'X')
 }
 
-/// SIGKILLs every descendant of `root` (and `root` too when `include_root`), then waits
-/// (bounded) until they are gone or zombies.
+fn gone(pid: i32) -> bool {
+    read_stat(pid).is_none()
+}
+
+/// SIGKILLs every descendant of `root`, then `root` too when `include_root`; returns the
+/// descendants killed, once they are dead (bounded by [`DEATH_DEADLINE`]).
 ///
-/// The tree is frozen with SIGSTOP first, rescanning until no new process appears, so a
-/// process that forks while we work cannot leave an orphan behind (an orphan is re-parented
-/// away from `root` and would no longer be found). Returns the pids that were killed.
+/// The tree is frozen with SIGSTOP first (root included), rescanning until no new process
+/// appears, so a process that forks while we work cannot leave an orphan behind (an orphan is
+/// re-parented away from `root` and would no longer be found). Then the descendants die
+/// while `root` runs again, so it can reap them: a `root` that is a child subreaper (see
+/// `sshd::spawn_tied_to_process`) also reaps the grandchildren, and no zombie is left for an
+/// init that does not reap (as in some containers). Only then does `root` die.
 pub(crate) fn kill_tree(root: i32, include_root: bool) -> BTreeSet<i32> {
     let mut frozen = BTreeSet::new();
-    if include_root {
-        signal(root, libc::SIGSTOP);
-    }
+    signal(root, libc::SIGSTOP);
     let deadline = Instant::now() + FREEZE_DEADLINE;
     loop {
         let now = descendants(root);
@@ -97,12 +104,18 @@ pub(crate) fn kill_tree(root: i32, include_root: bool) -> BTreeSet<i32> {
     for &pid in &frozen {
         signal(pid, libc::SIGKILL);
     }
-    if include_root {
-        signal(root, libc::SIGKILL);
-    }
+    signal(root, libc::SIGCONT);
     let deadline = Instant::now() + DEATH_DEADLINE;
     while Instant::now() < deadline && !frozen.iter().all(|&p| gone_or_zombie(p)) {
         std::thread::sleep(DEATH_POLL);
+    }
+    // Give `root` a moment to reap them; zombies it does not reap are dead all the same.
+    let deadline = Instant::now() + REAP_GRACE;
+    while Instant::now() < deadline && !frozen.iter().all(|&p| gone(p)) {
+        std::thread::sleep(DEATH_POLL);
+    }
+    if include_root {
+        signal(root, libc::SIGKILL);
     }
     frozen
 }

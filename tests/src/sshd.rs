@@ -581,7 +581,7 @@ fn current_user() -> String {
 type SpawnRequest = (Command, mpsc::SyncSender<io::Result<Child>>);
 
 /// Spawns `cmd` so that it gets SIGKILL when this test process dies, even by SIGKILL or a
-/// panic=abort (no orphan sshd left holding ports).
+/// panic=abort (no orphan sshd left holding ports), as a child subreaper.
 ///
 /// `PR_SET_PDEATHSIG` fires when the *thread* that forked exits, and test threads come and
 /// go (an `Sshd` may be shared by tests through a static): so every fork happens on one
@@ -606,6 +606,12 @@ fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // Kept across exec: processes orphaned when we kill a session's monitor are
+            // re-parented to the listener, whose SIGCHLD loop reaps them, instead of
+            // becoming zombies under a container init that never reaps.
+            if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) != 0 {
                 return Err(io::Error::last_os_error());
             }
             if libc::getppid() != parent {

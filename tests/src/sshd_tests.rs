@@ -259,3 +259,63 @@ async fn several_servers_at_once_on_a_multi_thread_runtime() {
         assert_ok(&out, "login", sshd);
     }
 }
+
+#[tokio::test]
+async fn restart_waits_out_a_port_held_for_a_moment() {
+    let mut sshd = Sshd::start().await.unwrap();
+    sshd.stop().await;
+    let squatter = std::net::TcpListener::bind(sshd.addr()).unwrap();
+    let log = sshd.log.clone();
+    let bind_failures = move || log.lock().unwrap().matches(BIND_FAILED_LINE).count();
+    assert_eq!(bind_failures(), 0);
+    let release = async {
+        // Let go once sshd has tried and failed at least once.
+        wait_until(Duration::from_secs(10), "a failed bind", || {
+            bind_failures() > 0
+        })
+        .await
+        .unwrap();
+        drop(squatter);
+    };
+    let (restarted, ()) = tokio::join!(sshd.restart(), release);
+    restarted.unwrap();
+    let out = ssh(sshd.ssh_command(), &["true"]).await;
+    assert_ok(&out, "login after the port came back", &sshd);
+}
+
+#[tokio::test]
+async fn direct_tcpip_hops_are_logged() {
+    use tokio::io::AsyncWriteExt;
+    let sshd = Sshd::start().await.unwrap();
+    let echo = crate::servers::EchoServer::start().await.unwrap();
+    let mut args = sshd.ssh_args();
+    let dest = args.pop().unwrap();
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.args(&args)
+        .arg("-W")
+        .arg(echo.addr().to_string())
+        .arg(dest);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"through the hop\n").await.unwrap();
+    drop(stdin);
+    let out = timeout(SSH_RUN_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through the hop\n");
+    assert_eq!(echo.connections(), 1);
+    let target = format!("target 127.0.0.1 port {}", echo.port());
+    sshd.wait_log(&target, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        sshd.count_in_log("server_request_direct_tcpip"),
+        1,
+        "{}",
+        sshd.log()
+    );
+}
