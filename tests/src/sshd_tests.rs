@@ -319,3 +319,34 @@ async fn direct_tcpip_hops_are_logged() {
         sshd.log()
     );
 }
+
+#[tokio::test]
+async fn listens_on_ipv6_loopback() {
+    let v6 = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    if std::net::TcpListener::bind((v6, 0)).is_err() {
+        eprintln!("no IPv6 loopback here: skipping");
+        return;
+    }
+    let sshd = Sshd::start_with(SshdOptions {
+        listen: v6,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(sshd.addr().ip(), v6);
+    let kh = std::fs::read_to_string(sshd.known_hosts()).unwrap();
+    assert!(
+        kh.starts_with(&format!("[::1]:{} ssh-ed25519 ", sshd.port())),
+        "{kh}"
+    );
+    let out = ssh(sshd.ssh_command(), &["true"]).await;
+    assert_ok(&out, "login over ::1", &sshd);
+    assert!(
+        Sshd::start_with(SshdOptions {
+            listen: "192.0.2.1".parse().unwrap(),
+            ..Default::default()
+        })
+        .await
+        .is_err()
+    );
+}
