@@ -1,0 +1,307 @@
+//! The resolved layer: `[defaults]` and built-in defaults applied, forwards parsed,
+//! cross-field and cross-tunnel checks (backoff bounds, listeners that would clash).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use toml::Spanned;
+
+use crate::env::Env;
+use crate::forward::{self, Listen, LocalBind, RemoteListen};
+use crate::host::{DEFAULT_SSH_PORT, HostPort};
+use crate::model::{
+    Backoff, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_CONCURRENT_HANDSHAKES,
+    DEFAULT_SERVER_ALIVE_COUNT_MAX, DEFAULT_SERVER_ALIVE_INTERVAL, DEFAULT_STABLE_AFTER,
+    DaemonConfig, TunnelConfig,
+};
+use crate::raw::{Problems, RawBackoff, RawDaemon, RawDoc, RawTunnel};
+
+/// Resolves a walked document. Problems are added to `p`; the result is only
+/// meaningful when `p` stays empty.
+pub(crate) fn resolve(
+    doc: RawDoc,
+    env: &Env,
+    p: &mut Problems,
+) -> (DaemonConfig, BTreeMap<String, TunnelConfig>) {
+    let daemon = daemon(doc.daemon, env);
+    let defaults_backoff = merge_backoff(Backoff::default(), doc.defaults.backoff.as_ref(), p);
+    let mut listeners = Listeners::default();
+    let mut tunnels = BTreeMap::new();
+    for (name, raw) in &doc.tunnels {
+        if let Some(t) = tunnel(
+            name,
+            raw,
+            &doc.defaults,
+            defaults_backoff,
+            env,
+            &mut listeners,
+            p,
+        ) {
+            tunnels.insert(t.name.clone(), t);
+        }
+    }
+    listeners.check(p);
+    (daemon, tunnels)
+}
+
+fn daemon(raw: RawDaemon, env: &Env) -> DaemonConfig {
+    DaemonConfig {
+        socket: raw.socket.unwrap_or_else(|| env.default_socket()),
+        socket_group: raw.socket_group,
+        watch: raw.watch.unwrap_or(false),
+        metrics: raw.metrics,
+        log_level: raw
+            .log_level
+            .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned()),
+        max_concurrent_handshakes: raw
+            .max_concurrent_handshakes
+            .unwrap_or(DEFAULT_MAX_CONCURRENT_HANDSHAKES),
+    }
+}
+
+/// Applies the fields written in `raw` over `base`, and checks `max >= initial`
+/// (reported at `raw`, the table that made it so).
+fn merge_backoff(base: Backoff, raw: Option<&Spanned<RawBackoff>>, p: &mut Problems) -> Backoff {
+    let Some(raw) = raw else {
+        return base;
+    };
+    let r = raw.get_ref();
+    let b = Backoff {
+        initial: r.initial.unwrap_or(base.initial),
+        max: r.max.unwrap_or(base.max),
+        multiplier: r.multiplier.unwrap_or(base.multiplier),
+        jitter: r.jitter.unwrap_or(base.jitter),
+    };
+    if b.max < b.initial {
+        p.push(
+            raw.span(),
+            format!(
+                "backoff max ({:?}) is less than initial ({:?}); raise max or lower initial",
+                b.max, b.initial
+            ),
+        );
+    }
+    b
+}
+
+fn tunnel(
+    name: &Spanned<String>,
+    raw: &RawTunnel,
+    defaults: &RawTunnel,
+    defaults_backoff: Backoff,
+    env: &Env,
+    listeners: &mut Listeners,
+    p: &mut Problems,
+) -> Option<TunnelConfig> {
+    let n = name.get_ref();
+    if !raw.has_host {
+        p.push(
+            name.span(),
+            format!("tunnel \"{n}\" has no host; add host = \"server.example.com\""),
+        );
+    }
+    if raw.forward_entries == 0 {
+        let why = if raw.has_forward_key {
+            "has only empty forward lists; add at least one forward"
+        } else {
+            "has no forwards; add local, remote or dynamic"
+        };
+        p.push(name.span(), format!("tunnel \"{n}\" {why}"));
+    }
+    let user = raw
+        .user
+        .clone()
+        .or_else(|| defaults.user.clone())
+        .or_else(|| env.user.clone());
+    if user.is_none() {
+        p.push(
+            name.span(),
+            format!("tunnel \"{n}\": cannot tell the current user name ($USER is not set); set user in the tunnel or in [defaults]"),
+        );
+    }
+    let port = raw.port.or(defaults.port).unwrap_or(DEFAULT_SSH_PORT);
+    let hosts = raw
+        .host
+        .iter()
+        .map(|(host, p)| HostPort {
+            host: host.clone(),
+            port: p.unwrap_or(port),
+        })
+        .collect();
+    let gateway_ports = raw
+        .gateway_ports
+        .or(defaults.gateway_ports)
+        .unwrap_or(false);
+
+    let mut local = Vec::new();
+    for spec in &raw.local {
+        match forward::parse_local(spec.get_ref(), gateway_ports) {
+            Ok(f) => {
+                let key = match &f.listen {
+                    Listen::Tcp { bind, port } => ListenKey::Tcp(bind.clone(), *port),
+                    Listen::Unix(path) => ListenKey::Unix(path.clone()),
+                };
+                listeners.add(spec, n, "local", key);
+                local.push(f);
+            }
+            Err(e) => p.push(spec.span(), e),
+        }
+    }
+    let mut dynamic = Vec::new();
+    for spec in &raw.dynamic {
+        match forward::parse_dynamic(spec.get_ref(), gateway_ports) {
+            Ok(f) => {
+                listeners.add(spec, n, "dynamic", ListenKey::Tcp(f.bind.clone(), f.port));
+                dynamic.push(f);
+            }
+            Err(e) => p.push(spec.span(), e),
+        }
+    }
+    let mut remote: Vec<forward::RemoteForward> = Vec::new();
+    for spec in &raw.remote {
+        match forward::parse_remote(spec.get_ref()) {
+            Ok(f) => {
+                let allocated = matches!(f.listen, RemoteListen::Tcp { port: 0, .. });
+                if let Some(earlier) = remote
+                    .iter()
+                    .find(|e| e.listen == f.listen)
+                    .filter(|_| !allocated)
+                {
+                    p.push(
+                        spec.span(),
+                        format!(
+                            "remote forward \"{}\" asks the server for the same listener as \"{}\"; change one of them",
+                            f.spec, earlier.spec
+                        ),
+                    );
+                }
+                remote.push(f);
+            }
+            Err(e) => p.push(spec.span(), e),
+        }
+    }
+
+    let backoff = merge_backoff(defaults_backoff, raw.backoff.as_ref(), p);
+    let pick =
+        |mine: Option<std::time::Duration>, theirs, builtin| mine.or(theirs).unwrap_or(builtin);
+    Some(TunnelConfig {
+        name: n.clone(),
+        hosts,
+        user: user?,
+        identity_files: raw
+            .identity_file
+            .clone()
+            .or_else(|| defaults.identity_file.clone())
+            .unwrap_or_default(),
+        known_hosts: raw
+            .known_hosts
+            .clone()
+            .or_else(|| defaults.known_hosts.clone())
+            .unwrap_or_else(|| env.default_known_hosts()),
+        strict_host_key_checking: raw
+            .strict_host_key_checking
+            .or(defaults.strict_host_key_checking)
+            .unwrap_or_default(),
+        server_alive_interval: pick(
+            raw.server_alive_interval,
+            defaults.server_alive_interval,
+            DEFAULT_SERVER_ALIVE_INTERVAL,
+        ),
+        server_alive_count_max: raw
+            .server_alive_count_max
+            .or(defaults.server_alive_count_max)
+            .unwrap_or(DEFAULT_SERVER_ALIVE_COUNT_MAX),
+        connect_timeout: pick(
+            raw.connect_timeout,
+            defaults.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        ),
+        backoff,
+        stable_after: pick(
+            raw.stable_after,
+            defaults.stable_after,
+            DEFAULT_STABLE_AFTER,
+        ),
+        gateway_ports,
+        local,
+        remote,
+        dynamic,
+        proxy_jump: raw
+            .proxy_jump
+            .clone()
+            .or_else(|| defaults.proxy_jump.clone())
+            .unwrap_or_default(),
+    })
+}
+
+/// What a local or dynamic forward listens on, for clash detection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ListenKey {
+    Tcp(LocalBind, u16),
+    Unix(PathBuf),
+}
+
+impl ListenKey {
+    /// Would binding both fail? Port 0 never clashes (the kernel picks); `Any`
+    /// clashes with every address on the same port, loopback with its literals.
+    fn clashes(&self, other: &ListenKey) -> bool {
+        match (self, other) {
+            (ListenKey::Unix(a), ListenKey::Unix(b)) => a == b,
+            (ListenKey::Tcp(a, pa), ListenKey::Tcp(b, pb)) => {
+                let loopback = |x: &LocalBind| match x {
+                    LocalBind::Loopback => true,
+                    LocalBind::Addr(s) => s == "127.0.0.1" || s == "::1",
+                    LocalBind::Any => false,
+                };
+                *pa != 0
+                    && pa == pb
+                    && (a == b
+                        || matches!(a, LocalBind::Any)
+                        || matches!(b, LocalBind::Any)
+                        || (loopback(a) && loopback(b)))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Every local listener in the file, to find those that would fail to bind.
+#[derive(Default)]
+struct Listeners(Vec<(usize, String, String, &'static str, ListenKey)>);
+
+impl Listeners {
+    fn add(&mut self, spec: &Spanned<String>, tunnel: &str, kind: &'static str, key: ListenKey) {
+        self.0.push((
+            spec.span().start,
+            tunnel.to_owned(),
+            spec.get_ref().clone(),
+            kind,
+            key,
+        ));
+    }
+
+    /// Reports each listener that clashes with an earlier one in the file.
+    fn check(mut self, p: &mut Problems) {
+        self.0.sort_by_key(|l| l.0);
+        for (i, (offset, tunnel, spec, kind, key)) in self.0.iter().enumerate() {
+            let earlier = self.0[..i].iter().find(|e| e.4.clashes(key));
+            if let Some((_, other_tunnel, other_spec, other_kind, _)) = earlier {
+                let whose = if other_tunnel == tunnel {
+                    String::new()
+                } else {
+                    format!(" in tunnel \"{other_tunnel}\"")
+                };
+                let fix = match key {
+                    ListenKey::Tcp(..) => "change one of the ports",
+                    ListenKey::Unix(_) => "use another socket path",
+                };
+                p.0.push((
+                    *offset,
+                    format!(
+                        "{kind} forward \"{spec}\" would listen on the same address as {other_kind} forward \"{other_spec}\"{whose}; {fix}"
+                    ),
+                ));
+            }
+        }
+    }
+}
