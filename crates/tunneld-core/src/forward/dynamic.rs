@@ -1,0 +1,56 @@
+//! `ssh -D`: a SOCKS4/4a/5 proxy whose connections leave from the server.
+
+use std::net::SocketAddr;
+
+use tracing::{debug, warn};
+use tunneld_config::Endpoint;
+
+use super::listen::Stream;
+use super::local::log_end;
+use super::{ForwardCtx, open_channel};
+use crate::pump::pump;
+use crate::socks::{self, SOCKS_HANDSHAKE_TIMEOUT};
+
+/// Serves one SOCKS client.
+pub(crate) async fn serve(mut stream: Stream, peer: Option<SocketAddr>, ctx: ForwardCtx) {
+    let guard = ctx.counters.open();
+    let request = match tokio::time::timeout(
+        SOCKS_HANDSHAKE_TIMEOUT,
+        socks::read_request(&mut stream),
+    )
+    .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            debug!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %e, "SOCKS handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!(tunnel = %ctx.tunnel, forward = %ctx.spec, "SOCKS handshake timed out");
+            return;
+        }
+    };
+    let target = Endpoint::Tcp {
+        host: request.host.clone(),
+        port: request.port,
+    };
+    let channel = match ctx.session().await {
+        Some(session) => open_channel(&session, &target, peer).await,
+        None => Err("tunnel is down".to_string()),
+    };
+    let channel = match channel {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %e, "SOCKS connect refused");
+            let _ = socks::reply_failure(&mut stream, request.version).await;
+            return;
+        }
+    };
+    if socks::reply_success(&mut stream, request.version)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    log_end(&ctx, pump(stream, channel, &guard, &ctx.cancel).await);
+}

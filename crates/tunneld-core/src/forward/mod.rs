@@ -1,0 +1,96 @@
+//! The three kinds of forwards, and what they share: local listeners, target sockets,
+//! opening channels on the current session.
+
+pub(crate) mod dynamic;
+pub(crate) mod listen;
+pub(crate) mod local;
+pub(crate) mod remote;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::Channel;
+use russh::client::Msg;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tunneld_config::Endpoint;
+
+use crate::session::Session;
+use crate::status::ForwardCounters;
+
+/// russh can wait forever for a frozen server to answer a channel open.
+pub const CHANNEL_OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The current session of a tunnel, if it has one; forwards wait on it.
+pub(crate) type SessionWatch = watch::Receiver<Option<Arc<Session>>>;
+
+/// What a forward's tasks need from their tunnel.
+#[derive(Clone)]
+pub(crate) struct ForwardCtx {
+    pub tunnel: Arc<str>,
+    pub spec: Arc<str>,
+    pub counters: Arc<ForwardCounters>,
+    pub session: SessionWatch,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+    /// How long an accepted connection waits for a session when the tunnel is down.
+    pub wait_for_session: Duration,
+}
+
+impl ForwardCtx {
+    /// The current session, waiting up to `wait_for_session` for one.
+    pub(crate) async fn session(&self) -> Option<Arc<Session>> {
+        let mut rx = self.session.clone();
+        let wait = rx.wait_for(|s| s.is_some());
+        match tokio::time::timeout(self.wait_for_session, wait).await {
+            Ok(Ok(s)) => s.clone(),
+            _ => None,
+        }
+    }
+}
+
+/// Opens a `direct-tcpip` or `direct-streamlocal` channel to `target`, bounded in time.
+pub(crate) async fn open_channel(
+    session: &Session,
+    host: &Endpoint,
+    origin: Option<SocketAddr>,
+) -> Result<Channel<Msg>, String> {
+    let (ip, port) = origin
+        .map(|a| (a.ip().to_string(), u32::from(a.port())))
+        .unwrap_or_else(|| ("127.0.0.1".to_string(), 0));
+    let open = async {
+        match host {
+            Endpoint::Tcp { host, port: p } => {
+                session
+                    .handle
+                    .channel_open_direct_tcpip(host.as_str(), u32::from(*p), ip, port)
+                    .await
+            }
+            Endpoint::Unix(path) => {
+                session
+                    .handle
+                    .channel_open_direct_streamlocal(path.to_string_lossy())
+                    .await
+            }
+        }
+    };
+    match tokio::time::timeout(CHANNEL_OPEN_TIMEOUT, open).await {
+        Ok(Ok(ch)) => Ok(ch),
+        Ok(Err(e)) => Err(format!("server could not open {}: {e}", show(host))),
+        Err(_) => Err(format!(
+            "server did not answer the channel open for {} within {CHANNEL_OPEN_TIMEOUT:?}",
+            show(host)
+        )),
+    }
+}
+
+/// `host:port` (IPv6 in brackets) or the socket path.
+pub(crate) fn show(e: &Endpoint) -> String {
+    match e {
+        Endpoint::Tcp { host, port } if host.contains(':') => format!("[{host}]:{port}"),
+        Endpoint::Tcp { host, port } => format!("{host}:{port}"),
+        Endpoint::Unix(p) => p.display().to_string(),
+    }
+}

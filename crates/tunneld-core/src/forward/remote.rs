@@ -1,0 +1,191 @@
+//! `ssh -R`: ask the server to listen, and connect each channel it opens for us to the
+//! local target (or, with no target, speak SOCKS on it: a reverse dynamic forward).
+
+use std::sync::Arc;
+
+use russh::client::ChannelOpenHandle;
+use russh::client::Msg;
+use russh::{Channel, ChannelOpenFailure};
+use tracing::{debug, warn};
+use tunneld_config::{Endpoint, RemoteForward, RemoteListen};
+
+use super::listen;
+use crate::pump::{copy_streams, pump};
+use crate::session::{Route, Session, SessionShared};
+use crate::socks::{self, SOCKS_HANDSHAKE_TIMEOUT};
+use crate::status::ForwardCounters;
+
+/// Hint logged with a refused remote forward.
+pub const STALE_PORT_HINT: &str = "the port may still be held by an earlier session of ours that the server has not \
+     noticed is dead; ClientAliveInterval (with ClientAliveCountMax) in the server's sshd_config makes it free such ports";
+
+/// Asks the server to listen for `fwd`; returns what it bound (the allocated port for port 0).
+///
+/// # Errors
+/// The server's refusal (`RequestDenied`) or a session error, as text.
+pub(crate) async fn request(
+    session: &Session,
+    fwd: &RemoteForward,
+    counters: &Arc<ForwardCounters>,
+) -> Result<String, russh::Error> {
+    let route = Route {
+        target: fwd.target.clone(),
+        counters: Arc::clone(counters),
+        spec: Arc::from(fwd.spec.as_str()),
+    };
+    let request = async {
+        match &fwd.listen {
+            RemoteListen::Tcp { bind, port } => {
+                // Routed before asking, so a connection that arrives at once finds its way.
+                if *port != 0 {
+                    routes(session)
+                        .tcp
+                        .insert((bind.clone(), u32::from(*port)), route.clone());
+                }
+                let got = session
+                    .handle
+                    .tcpip_forward(bind.as_str(), u32::from(*port))
+                    .await;
+                match got {
+                    Ok(allocated) => {
+                        let actual = if *port == 0 {
+                            allocated
+                        } else {
+                            u32::from(*port)
+                        };
+                        routes(session).tcp.insert((bind.clone(), actual), route);
+                        Ok(format!(
+                            "{}:{actual}",
+                            if bind.is_empty() { "*" } else { bind }
+                        ))
+                    }
+                    Err(e) => {
+                        routes(session)
+                            .tcp
+                            .remove(&(bind.clone(), u32::from(*port)));
+                        Err(e)
+                    }
+                }
+            }
+            RemoteListen::Unix(path) => {
+                routes(session).unix.insert(path.clone(), route);
+                match session.handle.streamlocal_forward(path.as_str()).await {
+                    Ok(()) => Ok(path.clone()),
+                    Err(e) => {
+                        routes(session).unix.remove(path);
+                        Err(e)
+                    }
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(super::CHANNEL_OPEN_TIMEOUT, request).await {
+        Ok(r) => r,
+        Err(_) => Err(russh::Error::ConnectionTimeout),
+    }
+}
+
+/// Asks the server to stop listening for `fwd` (on shutdown or removal), bounded in time.
+pub(crate) async fn cancel(session: &Session, fwd: &RemoteForward, bound_port: Option<u32>) {
+    let cancel = async {
+        match &fwd.listen {
+            RemoteListen::Tcp { bind, port } => {
+                let port = bound_port.unwrap_or(u32::from(*port));
+                let _ = session
+                    .handle
+                    .cancel_tcpip_forward(bind.as_str(), port)
+                    .await;
+            }
+            RemoteListen::Unix(path) => {
+                let _ = session
+                    .handle
+                    .cancel_streamlocal_forward(path.as_str())
+                    .await;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), cancel).await;
+}
+
+fn routes(session: &Session) -> std::sync::MutexGuard<'_, crate::session::Routes> {
+    session
+        .shared
+        .routes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Handles a channel the server opened for one of our listeners, on a task of its own so
+/// the session loop never waits for a local connect.
+pub(crate) fn spawn_incoming(
+    shared: &Arc<SessionShared>,
+    route: Route,
+    channel: Channel<Msg>,
+    reply: ChannelOpenHandle,
+    origin: String,
+) {
+    let shared = Arc::clone(shared);
+    let tracker = shared.conn_tracker.clone();
+    tracker.spawn(async move {
+        let guard = route.counters.open();
+        let cancel = shared.conn_cancel.clone();
+        let Some(target) = route.target.clone() else {
+            reply.accept().await;
+            reverse_socks(&shared, &route, channel, &guard).await;
+            return;
+        };
+        match tokio::time::timeout(shared.connect_timeout, listen::connect(&target)).await {
+            Ok(Ok(stream)) => {
+                reply.accept().await;
+                let r = pump(stream, channel, &guard, &cancel).await;
+                if let Err(e) = r {
+                    debug!(tunnel = %shared.tunnel, forward = %route.spec, error = %e, "connection ended");
+                }
+            }
+            Ok(Err(e)) => {
+                warn!(tunnel = %shared.tunnel, forward = %route.spec, from = %origin,
+                      target = %super::show(&target), error = %e, "cannot reach the local target");
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            }
+            Err(_) => {
+                warn!(tunnel = %shared.tunnel, forward = %route.spec, from = %origin,
+                      target = %super::show(&target), "local target did not accept in time");
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            }
+        }
+    });
+}
+
+async fn reverse_socks(
+    shared: &SessionShared,
+    route: &Route,
+    channel: Channel<Msg>,
+    guard: &crate::status::ConnectionGuard,
+) {
+    let mut stream = channel.into_stream();
+    let request =
+        match tokio::time::timeout(SOCKS_HANDSHAKE_TIMEOUT, socks::read_request(&mut stream)).await
+        {
+            Ok(Ok(r)) => r,
+            _ => return,
+        };
+    let target = Endpoint::Tcp {
+        host: request.host.clone(),
+        port: request.port,
+    };
+    match tokio::time::timeout(shared.connect_timeout, listen::connect(&target)).await {
+        Ok(Ok(mut local)) => {
+            if socks::reply_success(&mut stream, request.version)
+                .await
+                .is_ok()
+            {
+                let _ = copy_streams(&mut stream, &mut local, guard, &shared.conn_cancel).await;
+            }
+        }
+        _ => {
+            warn!(tunnel = %shared.tunnel, forward = %route.spec, target = %super::show(&target),
+                  "reverse SOCKS: cannot reach the target");
+            let _ = socks::reply_failure(&mut stream, request.version).await;
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! known_hosts lookup with OpenSSH's rules: plain and hashed names, `[host]:port`,
+//! patterns with `*`/`?` and `!` negation, and `@revoked` keys.
+//!
+//! russh's own checker misses `@revoked`, patterns and negation, and stops at the first
+//! same-type mismatch even when a later line matches, so the matching is ours; parsing of
+//! each line is `ssh_key::known_hosts`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac};
+use russh::keys::ssh_key::known_hosts::{Entry, HostPatterns, KnownHosts, Marker};
+use russh::keys::{Algorithm, PublicKey};
+use sha1::Sha1;
+
+/// What the known_hosts files say about a server's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A line for this host holds exactly this key.
+    Trusted,
+    /// The key is marked `@revoked` for this host.
+    Revoked { file: PathBuf, line: usize },
+    /// The host is known, but with other keys: possibly a man in the middle.
+    Changed { file: PathBuf, line: usize },
+    /// No line names this host.
+    Unknown,
+}
+
+/// The name OpenSSH looks up: `host` on port 22, `[host]:port` elsewhere.
+pub fn lookup_name(host: &str, port: u16) -> String {
+    if port == 22 {
+        host.to_ascii_lowercase()
+    } else {
+        format!("[{}]:{}", host.to_ascii_lowercase(), port)
+    }
+}
+
+struct Line {
+    file: PathBuf,
+    number: usize,
+    entry: Entry,
+}
+
+fn read_lines(files: &[PathBuf]) -> Vec<Line> {
+    let mut out = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for (index, raw) in text.lines().enumerate() {
+            // Parse line by line so one entry we cannot read (a key type we do not know,
+            // a typo) skips that line only, as OpenSSH does.
+            let Some(Ok(entry)) = KnownHosts::new(raw).next() else {
+                continue;
+            };
+            out.push(Line {
+                file: file.clone(),
+                number: index + 1,
+                entry,
+            });
+        }
+    }
+    out
+}
+
+/// Checks `key` for `name` (see [`lookup_name`]) against every file, in order.
+pub fn check(files: &[PathBuf], name: &str, key: &PublicKey) -> Verdict {
+    let lines: Vec<Line> = read_lines(files)
+        .into_iter()
+        .filter(|l| host_matches(l.entry.host_patterns(), name))
+        .collect();
+    let same_key = |l: &&Line| l.entry.public_key().key_data() == key.key_data();
+    if let Some(l) = lines
+        .iter()
+        .filter(|l| l.entry.marker() == Some(&Marker::Revoked))
+        .find(same_key)
+    {
+        return Verdict::Revoked {
+            file: l.file.clone(),
+            line: l.number,
+        };
+    }
+    let plain: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.entry.marker().is_none())
+        .collect();
+    if plain.iter().any(same_key) {
+        return Verdict::Trusted;
+    }
+    match plain.first() {
+        Some(l) => Verdict::Changed {
+            file: l.file.clone(),
+            line: l.number,
+        },
+        None => Verdict::Unknown,
+    }
+}
+
+/// Key algorithms already recorded for `name`, so the handshake can ask for those first
+/// (as OpenSSH does) instead of failing on a key type we have no line for.
+pub fn known_algorithms(files: &[PathBuf], name: &str) -> Vec<Algorithm> {
+    let mut algs = Vec::new();
+    for l in read_lines(files) {
+        if l.entry.marker().is_none() && host_matches(l.entry.host_patterns(), name) {
+            let alg = l.entry.public_key().algorithm();
+            if !algs.contains(&alg) {
+                algs.push(alg);
+            }
+        }
+    }
+    algs
+}
+
+/// Appends `name key` to `file` (for `accept-new`), creating the file with mode 0600.
+pub fn append(file: &Path, name: &str, key: &PublicKey) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let encoded = key
+        .to_openssh()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(file)?;
+    // One write call: with O_APPEND the line lands whole even beside another writer.
+    f.write_all(format!("{name} {encoded}\n").as_bytes())
+}
+
+fn host_matches(patterns: &HostPatterns, name: &str) -> bool {
+    match patterns {
+        HostPatterns::HashedName { salt, hash } => {
+            let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(salt) else {
+                return false;
+            };
+            mac.update(name.as_bytes());
+            mac.verify_slice(hash).is_ok()
+        }
+        HostPatterns::Patterns(list) => {
+            let mut positive = false;
+            for pattern in list {
+                let pattern = pattern.to_ascii_lowercase();
+                if let Some(negated) = pattern.strip_prefix('!') {
+                    if glob(negated.as_bytes(), name.as_bytes()) {
+                        return false;
+                    }
+                } else if glob(pattern.as_bytes(), name.as_bytes()) {
+                    positive = true;
+                }
+            }
+            positive
+        }
+    }
+}
+
+/// OpenSSH's `match_pattern`: `*` is any run, `?` any one character.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEX7/OD3esRYH+a3z0a80PmwbTZh3yF//z2+FCmH+e1Z";
+    const KEY_B: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIouhlGwha0rL1TjFuJrRp8wI8G8lLAGlI93BgqS1wMW";
+
+    fn key(s: &str) -> PublicKey {
+        PublicKey::from_openssh(s).unwrap()
+    }
+
+    fn file(content: &str) -> (tempfile::TempDir, Vec<PathBuf>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        std::fs::write(&path, content).unwrap();
+        (dir, vec![path])
+    }
+
+    #[test]
+    fn glob_follows_openssh() {
+        assert!(glob(b"*.example.com", b"a.example.com"));
+        assert!(glob(b"host?", b"host1"));
+        assert!(!glob(b"host?", b"host"));
+        assert!(glob(b"*", b""));
+        assert!(glob(b"[127.0.0.1]:*", b"[127.0.0.1]:2222"));
+        assert!(!glob(b"a*c", b"abd"));
+    }
+
+    #[test]
+    fn plain_port_and_pattern_lines() {
+        let (_d, files) = file(&format!(
+            "# comment\nother.example {KEY_B}\n[127.0.0.1]:2222 {KEY_A}\n*.corp,!bad.corp {KEY_A}\n"
+        ));
+        let a = key(KEY_A);
+        assert_eq!(
+            check(&files, &lookup_name("127.0.0.1", 2222), &a),
+            Verdict::Trusted
+        );
+        assert_eq!(
+            check(&files, &lookup_name("127.0.0.1", 22), &a),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            check(&files, &lookup_name("x.corp", 22), &a),
+            Verdict::Trusted
+        );
+        assert_eq!(
+            check(&files, &lookup_name("bad.corp", 22), &a),
+            Verdict::Unknown
+        );
+        assert!(matches!(
+            check(&files, "other.example", &a),
+            Verdict::Changed { line: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn a_later_matching_line_wins_over_an_earlier_mismatch() {
+        let (_d, files) = file(&format!("h {KEY_B}\nh {KEY_A}\n"));
+        assert_eq!(check(&files, "h", &key(KEY_A)), Verdict::Trusted);
+    }
+
+    #[test]
+    fn revoked_beats_trusted() {
+        let (_d, files) = file(&format!("h {KEY_A}\n@revoked h {KEY_A}\n"));
+        assert!(matches!(
+            check(&files, "h", &key(KEY_A)),
+            Verdict::Revoked { line: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn hashed_names_match() {
+        // `ssh-keygen -H` form of "[127.0.0.1]:2222", salt chosen here.
+        let salt = b"0123456789abcdefghij";
+        let mut mac = Hmac::<Sha1>::new_from_slice(salt).unwrap();
+        mac.update(b"[127.0.0.1]:2222");
+        let hash = mac.finalize().into_bytes();
+        use base64ct::Encoding;
+        let line = format!(
+            "|1|{}|{} {KEY_A}\n",
+            base64ct::Base64::encode_string(salt),
+            base64ct::Base64::encode_string(&hash)
+        );
+        let (_d, files) = file(&line);
+        assert_eq!(
+            check(&files, "[127.0.0.1]:2222", &key(KEY_A)),
+            Verdict::Trusted
+        );
+        assert_eq!(
+            check(&files, "[127.0.0.1]:2223", &key(KEY_A)),
+            Verdict::Unknown
+        );
+    }
+
+    #[test]
+    fn unreadable_lines_are_skipped_and_append_round_trips() {
+        let (dir, files) = file("garbage line here\n");
+        let k = key(KEY_A);
+        assert_eq!(check(&files, "h", &k), Verdict::Unknown);
+        append(&files[0], "[h]:2200", &k).unwrap();
+        assert_eq!(check(&files, "[h]:2200", &k), Verdict::Trusted);
+        assert_eq!(
+            known_algorithms(&files, "[h]:2200"),
+            vec![Algorithm::Ed25519]
+        );
+        drop(dir);
+    }
+}

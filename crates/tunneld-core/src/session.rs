@@ -1,0 +1,353 @@
+//! One SSH session to the server: handshake, host key check, authentication, and the
+//! russh handler that routes the server's `forwarded-tcpip` channels to their targets.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, Handle, Msg};
+use russh::keys::{Algorithm, HashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{Channel, ChannelOpenFailure};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+use tunneld_config::{Endpoint, HostPort, StrictHostKeyChecking, TunnelConfig};
+
+use crate::error::{HandlerError, TunnelError};
+use crate::forward::remote;
+use crate::known_hosts::{self, Verdict};
+use crate::status::ForwardCounters;
+
+/// Where a channel the server opens for one of our remote listeners goes.
+#[derive(Clone)]
+pub(crate) struct Route {
+    /// The local target; `None` makes the listener a reverse SOCKS proxy.
+    pub target: Option<Endpoint>,
+    /// The forward's counters.
+    pub counters: Arc<ForwardCounters>,
+    /// The forward's spec, for logs.
+    pub spec: Arc<str>,
+}
+
+/// Remote listeners the server holds for us, keyed as the server reports them back.
+#[derive(Default)]
+pub(crate) struct Routes {
+    /// `(bind address as sent, port as bound)`.
+    pub tcp: HashMap<(String, u32), Route>,
+    /// Server-side socket path.
+    pub unix: HashMap<String, Route>,
+}
+
+/// State shared between a session's handler (running inside russh's session task) and
+/// the tunnel that owns the session.
+pub(crate) struct SessionShared {
+    /// The tunnel's name, for logs.
+    pub tunnel: Arc<str>,
+    /// Remote forward routing table.
+    pub routes: Mutex<Routes>,
+    /// Fired when russh's session task ends, whatever the path (the handler is dropped then).
+    pub closed: CancellationToken,
+    /// Cancels the connections the server opened to us; a child of the tunnel's token.
+    pub conn_cancel: CancellationToken,
+    /// Tracks those connections.
+    pub conn_tracker: TaskTracker,
+    /// How long to wait for a local target to accept.
+    pub connect_timeout: Duration,
+}
+
+/// Our russh client handler.
+pub(crate) struct ClientHandler {
+    shared: Arc<SessionShared>,
+    host_check: HostCheck,
+}
+
+struct HostCheck {
+    files: Vec<PathBuf>,
+    name: String,
+    mode: StrictHostKeyChecking,
+    /// Why the key was refused, for the error the caller reports.
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Drop for ClientHandler {
+    fn drop(&mut self) {
+        self.shared.closed.cancel();
+    }
+}
+
+impl HostCheck {
+    fn verify(&self, key: &PublicKey) -> Result<(), String> {
+        let fingerprint = key.fingerprint(HashAlg::Sha256);
+        let verdict = known_hosts::check(&self.files, &self.name, key);
+        match (verdict, self.mode) {
+            (Verdict::Revoked { file, line }, _) => Err(format!(
+                "the server's {} key {fingerprint} is marked @revoked ({}:{line})",
+                key.algorithm(),
+                file.display()
+            )),
+            (Verdict::Trusted, _) => Ok(()),
+            (Verdict::Changed { file, line }, StrictHostKeyChecking::No) => {
+                warn!(host = %self.name, %fingerprint, known = %format!("{}:{line}", file.display()),
+                      "host key does not match known_hosts; accepted because strict_host_key_checking = \"no\"");
+                Ok(())
+            }
+            (Verdict::Changed { file, line }, _) => Err(format!(
+                "REMOTE HOST IDENTIFICATION HAS CHANGED: the server offered {} key {fingerprint}, \
+                 which does not match {}:{line}; someone may be intercepting the connection, or the \
+                 host key was replaced (check it, then fix that line)",
+                key.algorithm(),
+                file.display()
+            )),
+            (Verdict::Unknown, StrictHostKeyChecking::Yes) => Err(format!(
+                "no {} key for {} in {}: the server offered {fingerprint}; add it (e.g. \
+                 ssh-keyscan), or set strict_host_key_checking = \"accept-new\"",
+                key.algorithm(),
+                self.name,
+                self.files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            (Verdict::Unknown, StrictHostKeyChecking::AcceptNew) => {
+                let Some(file) = self.files.first() else {
+                    return Err("accept-new needs a known_hosts file to record the key in".into());
+                };
+                known_hosts::append(file, &self.name, key).map_err(|e| {
+                    format!("cannot record the new host key in {}: {e}", file.display())
+                })?;
+                info!(host = %self.name, %fingerprint, file = %file.display(), "new host key recorded (accept-new)");
+                Ok(())
+            }
+            (Verdict::Unknown, StrictHostKeyChecking::No) => {
+                warn!(host = %self.name, %fingerprint,
+                      "unknown host key accepted because strict_host_key_checking = \"no\"");
+                Ok(())
+            }
+        }
+    }
+}
+
+impl client::Handler for ClientHandler {
+    type Error = HandlerError;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let public = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            // Without a @cert-authority match OpenSSH falls back to the certificate's plain key.
+            PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
+        };
+        match self.host_check.verify(&public) {
+            Ok(()) => Ok(true),
+            Err(reason) => {
+                *self
+                    .host_check
+                    .failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                Ok(false)
+            }
+        }
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let route = {
+            let routes = self.shared.routes.lock().unwrap_or_else(|e| e.into_inner());
+            routes
+                .tcp
+                .get(&(connected_address.to_string(), connected_port))
+                .or_else(|| {
+                    // Servers may report the address differently from how we asked
+                    // ("localhost" vs "127.0.0.1"): fall back to a unique port match.
+                    let mut by_port = routes.tcp.iter().filter(|((_, p), _)| *p == connected_port);
+                    match (by_port.next(), by_port.next()) {
+                        (Some((_, r)), None) => Some(r),
+                        _ => None,
+                    }
+                })
+                .cloned()
+        };
+        let Some(route) = route else {
+            warn!(tunnel = %self.shared.tunnel, address = connected_address, port = connected_port,
+                  "server opened a channel for a listener we did not request; rejected");
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        let origin = format!("{originator_address}:{originator_port}");
+        remote::spawn_incoming(&self.shared, route, channel, reply, origin);
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_streamlocal(
+        &mut self,
+        channel: Channel<Msg>,
+        socket_path: &str,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let route = self
+            .shared
+            .routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unix
+            .get(socket_path)
+            .cloned();
+        let Some(route) = route else {
+            warn!(tunnel = %self.shared.tunnel, path = socket_path,
+                  "server opened a channel for a socket we did not request; rejected");
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        remote::spawn_incoming(&self.shared, route, channel, reply, socket_path.to_string());
+        Ok(())
+    }
+}
+
+/// An established, authenticated session.
+pub(crate) struct Session {
+    pub handle: Handle<ClientHandler>,
+    pub shared: Arc<SessionShared>,
+}
+
+fn cipher_preference() -> Cow<'static, [russh::cipher::Name]> {
+    use russh::cipher::{AES_128_CTR, AES_128_GCM, AES_256_CTR, AES_256_GCM, CHACHA20_POLY1305};
+    #[cfg(target_arch = "x86_64")]
+    let aes_in_hardware = std::arch::is_x86_feature_detected!("aes");
+    #[cfg(target_arch = "aarch64")]
+    let aes_in_hardware = std::arch::is_aarch64_feature_detected!("aes");
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let aes_in_hardware = false;
+    if aes_in_hardware {
+        Cow::Borrowed(&[
+            AES_128_GCM,
+            AES_256_GCM,
+            CHACHA20_POLY1305,
+            AES_128_CTR,
+            AES_256_CTR,
+        ])
+    } else {
+        Cow::Borrowed(&[
+            CHACHA20_POLY1305,
+            AES_128_GCM,
+            AES_256_GCM,
+            AES_128_CTR,
+            AES_256_CTR,
+        ])
+    }
+}
+
+fn ssh_config(cfg: &TunnelConfig, known: Vec<Algorithm>) -> client::Config {
+    let mut preferred = russh::Preferred {
+        cipher: cipher_preference(),
+        ..Default::default()
+    };
+    if !known.is_empty() {
+        // Ask for the key types we can verify first, as OpenSSH does.
+        let mut keys = known;
+        for alg in preferred.key.iter() {
+            if !keys.contains(alg) {
+                keys.push(alg.clone());
+            }
+        }
+        preferred.key = Cow::Owned(keys);
+    }
+    client::Config {
+        client_id: russh::SshId::Standard(Cow::Borrowed(concat!(
+            "SSH-2.0-tunneld_",
+            env!("CARGO_PKG_VERSION")
+        ))),
+        preferred,
+        keepalive_interval: Some(cfg.server_alive_interval),
+        keepalive_max: cfg.server_alive_count_max as usize,
+        inactivity_timeout: None,
+        // Without it new connections through a forward crawl (Nagle + delayed ACK).
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+/// Connects to `host`, checks its key and authenticates, all within `connect_timeout`.
+///
+/// # Errors
+/// [`TunnelError`] saying which step failed.
+///
+/// # Cancellation
+/// Dropping the future abandons the attempt; nothing outlives it.
+pub(crate) async fn connect(
+    cfg: &TunnelConfig,
+    host: &HostPort,
+    shared: Arc<SessionShared>,
+) -> Result<Session, TunnelError> {
+    let addr = host.to_string();
+    let attempt = async {
+        let tcp = TcpStream::connect((host.host.as_str(), host.port))
+            .await
+            .map_err(|source| TunnelError::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
+        tcp.set_nodelay(true).ok();
+        let name = known_hosts::lookup_name(&host.host, host.port);
+        let known = known_hosts::known_algorithms(&cfg.known_hosts, &name);
+        let failure = Arc::new(Mutex::new(None));
+        let handler = ClientHandler {
+            shared: Arc::clone(&shared),
+            host_check: HostCheck {
+                files: cfg.known_hosts.clone(),
+                name: name.clone(),
+                mode: cfg.strict_host_key_checking,
+                failure: Arc::clone(&failure),
+            },
+        };
+        let config = Arc::new(ssh_config(cfg, known));
+        let mut handle = match client::connect_stream(config, tcp, handler).await {
+            Ok(h) => h,
+            Err(e) => {
+                if let Some(reason) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    return Err(TunnelError::HostKey { host: name, reason });
+                }
+                return Err(match e {
+                    HandlerError::Ssh(e) => TunnelError::Ssh(e),
+                });
+            }
+        };
+        crate::auth::authenticate(&mut handle, &cfg.user, &cfg.identity_files)
+            .await
+            .map_err(|reason| TunnelError::Auth {
+                user: cfg.user.clone(),
+                host: addr.clone(),
+                reason,
+            })?;
+        Ok(Session {
+            handle,
+            shared: Arc::clone(&shared),
+        })
+    };
+    match tokio::time::timeout(cfg.connect_timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(TunnelError::Timeout {
+            addr,
+            after: cfg.connect_timeout,
+        }),
+    }
+}

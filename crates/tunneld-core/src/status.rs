@@ -1,0 +1,162 @@
+//! What a tunnel publishes about itself on its watch channel.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+/// Life-cycle state of a tunnel (see SPEC "Behaviour of a tunnel").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelState {
+    /// Connecting, exchanging keys or authenticating.
+    Connecting,
+    /// Session established and every forward active.
+    Up,
+    /// Session established but some forward is not active.
+    Degraded,
+    /// Waiting before the next connection attempt.
+    Backoff,
+    /// Stopped by removal or shutdown.
+    Stopped,
+}
+
+impl TunnelState {
+    /// The lower-case word used in status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunnelState::Connecting => "connecting",
+            TunnelState::Up => "up",
+            TunnelState::Degraded => "degraded",
+            TunnelState::Backoff => "backoff",
+            TunnelState::Stopped => "stopped",
+        }
+    }
+}
+
+/// Which kind of forward (`ssh -L`, `-R`, `-D`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardKind {
+    /// `ssh -L`
+    Local,
+    /// `ssh -R`
+    Remote,
+    /// `ssh -D`
+    Dynamic,
+}
+
+impl ForwardKind {
+    /// The lower-case word used in status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardKind::Local => "local",
+            ForwardKind::Remote => "remote",
+            ForwardKind::Dynamic => "dynamic",
+        }
+    }
+}
+
+/// State of one forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardState {
+    /// Not active yet (listener not bound, or session not up).
+    Pending,
+    /// Listening and carrying traffic.
+    Active,
+    /// The server refused the remote listener.
+    Refused,
+    /// The local listener could not be bound.
+    Error,
+}
+
+impl ForwardState {
+    /// The lower-case word used in status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardState::Pending => "pending",
+            ForwardState::Active => "active",
+            ForwardState::Refused => "refused",
+            ForwardState::Error => "error",
+        }
+    }
+}
+
+/// Traffic counters of one forward, shared by its connections.
+#[derive(Debug, Default)]
+pub struct ForwardCounters {
+    /// Connections open right now.
+    pub active: AtomicU64,
+    /// Connections carried since the tunnel started.
+    pub total: AtomicU64,
+    /// Bytes from the SSH channel towards the local side.
+    pub bytes_in: AtomicU64,
+    /// Bytes from the local side into the SSH channel.
+    pub bytes_out: AtomicU64,
+}
+
+impl ForwardCounters {
+    /// Counts a connection as open until the returned guard is dropped.
+    pub fn open(self: &Arc<Self>) -> ConnectionGuard {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(Arc::clone(self))
+    }
+}
+
+/// Decrements the active-connection count on drop.
+#[derive(Debug)]
+pub struct ConnectionGuard(Arc<ForwardCounters>);
+
+impl ConnectionGuard {
+    /// The counters this connection adds its bytes to.
+    pub fn counters(&self) -> &ForwardCounters {
+        &self.0
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One forward as seen from outside.
+#[derive(Debug, Clone)]
+pub struct ForwardStatus {
+    /// `-L`, `-R` or `-D`.
+    pub kind: ForwardKind,
+    /// The forward string as written in the config.
+    pub spec: String,
+    /// Its state.
+    pub state: ForwardState,
+    /// Why it is not active, when it is not.
+    pub error: Option<String>,
+    /// Where it actually listens (local socket address, or the server's allocated port).
+    pub bound: Option<String>,
+    /// Live traffic counters.
+    pub counters: Arc<ForwardCounters>,
+}
+
+/// One tunnel as seen from outside; published on a `watch` channel.
+#[derive(Debug, Clone)]
+pub struct TunnelStatus {
+    /// The tunnel's name (its `[tunnels.NAME]` key).
+    pub name: String,
+    /// Current state.
+    pub state: TunnelState,
+    /// The server in use (`host:port`).
+    pub host: String,
+    /// When the current state was entered.
+    pub since: SystemTime,
+    /// Sessions lost and re-established since start.
+    pub reconnects: u64,
+    /// The last failure, kept until the next successful connect.
+    pub last_error: Option<String>,
+    /// Its forwards, local first, then remote, then dynamic.
+    pub forwards: Vec<ForwardStatus>,
+}
+
+impl TunnelStatus {
+    /// The forward with this spec, if any.
+    pub fn forward(&self, spec: &str) -> Option<&ForwardStatus> {
+        self.forwards.iter().find(|f| f.spec == spec)
+    }
+}
