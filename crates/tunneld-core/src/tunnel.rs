@@ -371,11 +371,17 @@ async fn goodbye(t: &Tunnel, session: &Session) {
             remote::cancel(session, fwd, port).await;
         }
     }
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(1),
-        session
+    // disconnect() only queues the message: wait until the session task has sent it and
+    // ended, so the server logs a clean disconnect rather than a dropped connection.
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, async {
+        let _ = session
             .handle
-            .disconnect(russh::Disconnect::ByApplication, "tunneld stopping", ""),
-    )
+            .disconnect(russh::Disconnect::ByApplication, "tunneld stopping", "")
+            .await;
+        session.shared.closed.cancelled().await;
+    })
     .await;
 }
+
+/// How long a stopping tunnel waits for the server to take its disconnect.
+const GOODBYE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);

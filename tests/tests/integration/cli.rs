@@ -1,0 +1,268 @@
+//! The real `tunneld` binary: `check` exit codes and messages, `run` with SIGTERM, and
+//! authentication through ssh-agent.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tunneld_tests::net::{echo_roundtrip, free_port};
+use tunneld_tests::{EchoServer, Sshd};
+
+use crate::harness::*;
+
+/// `tunneld run` stops within this bound on SIGTERM (SPEC: 5 s).
+const STOP_BOUND: Duration = Duration::from_secs(5);
+
+fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("tunneld.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_accepts_a_good_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[tunnels.home]\nhost = \"example.org\"\nuser = \"u\"\nremote = [\"2222:localhost:22\"]\nlocal = [\"8080:intranet:80\"]\n",
+    );
+    let out = Command::new(tunneld_bin())
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("home: u@example.org:22  -L 8080:intranet:80  -R 2222:localhost:22"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok, 1 tunnel"), "{stdout}");
+}
+
+#[test]
+fn check_reports_every_error_with_position_and_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[tunnels.a]\nhost = \"h\"\nlocal = [\"8080:x\"]\n\n[tunnels.b]\nhost = \"h\"\nremote = [\"2222:localhost:22\"]\nserver_alive_interval = \"10\"\nbogus = 1\n";
+    let path = write_config(dir.path(), text);
+    let out = Command::new(tunneld_bin())
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    let p = path.display().to_string();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(lines[0].starts_with(&format!("{p}:3:10: ")), "{stderr}");
+    assert!(lines[1].starts_with(&format!("{p}:8:25: ")), "{stderr}");
+    assert!(lines[2].starts_with(&format!("{p}:9:1: ")), "{stderr}");
+    // run refuses the same file the same way.
+    let out = Command::new(tunneld_bin())
+        .args(["run", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+}
+
+#[test]
+fn missing_file_and_bad_usage() {
+    let out = Command::new(tunneld_bin())
+        .args(["check", "-c", "/nonexistent/tunneld.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/tunneld.toml"));
+    let out = Command::new(tunneld_bin())
+        .arg("frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// A running `tunneld run` whose stderr lines arrive on a channel.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(config: &std::path::Path, env: &[(&str, &str)]) -> Running {
+        let mut cmd = Command::new(tunneld_bin());
+        cmd.args(["run", "-c"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `needle`.
+    fn wait_line(&mut self, needle: &str) {
+        let deadline = Instant::now() + UP_TIMEOUT;
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(deadline - Instant::now()) {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    self.seen.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no log line with {needle:?}; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// Waits for exit within `bound`; returns the exit code and how long it took.
+    fn wait_exit(&mut self, bound: Duration) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        while start.elapsed() < bound {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), start.elapsed());
+            }
+            // Polling a child's exit: there is no async wait on std::process::Child.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        panic!("tunneld did not exit within {bound:?}");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_then_stops_on_sigterm_and_sigint_with_exit_0() {
+    let mut sshd = Sshd::start().await.unwrap();
+    let echo = EchoServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let port = free_port(std::net::Ipv4Addr::LOCALHOST.into());
+        let text = tunnel_toml(
+            &sshd,
+            "t",
+            &format!(
+                "local = [\"{port}:127.0.0.1:{}\"]\nremote = [\"0:127.0.0.1:{}\"]",
+                echo.port(),
+                echo.port()
+            ),
+        );
+        let path = write_config(dir.path(), &text);
+        let mut run = Running::start(&path, &[]);
+        run.wait_line("remote forward active");
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        echo_roundtrip(stream, b"through the binary").await.unwrap();
+        // A connection left open must not hold up the stop.
+        let _open = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let disconnects_before = sshd.count_in_log("Received disconnect");
+        run.signal(sig);
+        let (code, took) = run.wait_exit(STOP_BOUND);
+        assert_eq!(code, Some(0), "signal {sig}");
+        eprintln!("stopped on signal {sig} in {took:?}");
+        // Our listener is gone, and the server saw a polite disconnect.
+        assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+        tunneld_tests::net::wait_until(UP_TIMEOUT, "sshd logs our disconnect", || {
+            sshd.count_in_log("Received disconnect") == disconnects_before + 1
+        })
+        .await
+        .unwrap();
+    }
+    sshd.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_key_works_through_ssh_agent() {
+    let sshd = Sshd::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("locked");
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "secret words", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let mut ak = std::fs::OpenOptions::new()
+        .append(true)
+        .open(sshd.authorized_keys())
+        .unwrap();
+    std::io::Write::write_all(&mut ak, public.as_bytes()).unwrap();
+
+    // A private agent, loaded through SSH_ASKPASS so nothing reads a terminal.
+    let sock = dir.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    tunneld_tests::net::wait_until(UP_TIMEOUT, "agent socket", || sock.exists())
+        .await
+        .unwrap();
+    let askpass = dir.path().join("askpass");
+    std::fs::write(&askpass, "#!/bin/sh\necho 'secret words'\n").unwrap();
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let added = Command::new("ssh-add")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+
+    let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]").replace(
+        &sshd.client_key().display().to_string(),
+        &key.display().to_string(),
+    );
+    let path = write_config(dir.path(), &text);
+    let mut run = Running::start(&path, &[("SSH_AUTH_SOCK", sock.to_str().unwrap())]);
+    run.wait_line("connected");
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(STOP_BOUND).0, Some(0));
+    assert!(sshd.log().contains("Accepted publickey"), "{}", sshd.log());
+    let _ = agent.kill();
+    let _ = agent.wait();
+}

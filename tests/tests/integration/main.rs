@@ -1,0 +1,13 @@
+//! End-to-end tests: the daemon (in-process, or the real binary) against a real OpenSSH
+//! sshd started by the test-kit on a loopback port with generated keys.
+//!
+//! Layout:
+//! - `harness`: configs for a kit sshd, starting the daemon, waiting on tunnel state.
+//! - `forwards`: -L, -R, -D (TCP and Unix sockets), the classic pictures, bind addresses.
+//! - `trust`: host key checking and authentication failures.
+//! - `cli`: `tunneld check` and `tunneld run` as a process (exit codes, SIGTERM).
+
+mod cli;
+mod forwards;
+mod harness;
+mod trust;

@@ -1,0 +1,195 @@
+//! Host key checking and authentication: failures forward nothing and say why.
+
+use std::os::unix::fs::PermissionsExt;
+
+use tokio::net::TcpStream;
+use tunneld_core::{Daemon, TunnelState};
+use tunneld_tests::net::echo_roundtrip;
+use tunneld_tests::{EchoServer, Sshd};
+
+use crate::harness::*;
+
+/// Starts a one-local-forward tunnel with `text` and waits for its first failure.
+async fn first_error(text: &str) -> (Daemon, String) {
+    let daemon = Daemon::start(&config(text));
+    let mut rx = daemon.watch("t").unwrap();
+    let s = wait_status(&mut rx, "a connection failure", |s| s.last_error.is_some()).await;
+    (daemon, s.last_error.unwrap())
+}
+
+#[tokio::test]
+async fn host_key_mismatch_forwards_nothing() {
+    let sshd = Sshd::start().await.unwrap();
+    let echo = EchoServer::start().await.unwrap();
+    let other = Sshd::start().await.unwrap();
+    // known_hosts claims the other server's key for this server's address.
+    let kh = sshd.dir().join("wrong_known_hosts");
+    std::fs::write(
+        &kh,
+        format!("[127.0.0.1]:{} {}\n", sshd.port(), other.host_key_pub()),
+    )
+    .unwrap();
+    let spec = format!("0:127.0.0.1:{}", echo.port());
+    let text = tunnel_toml(
+        &sshd,
+        "t",
+        &format!("local = [\"{spec}\"]\nknown_hosts = \"{}\"", kh.display()),
+    )
+    .replace(
+        &format!("known_hosts = \"{}\"\n", sshd.known_hosts().display()),
+        "",
+    );
+    let (daemon, error) = first_error(&text).await;
+    assert!(error.contains("host key verification failed"), "{error}");
+    assert!(error.contains("CHANGED"), "{error}");
+    assert!(error.contains(&format!("{}:1", kh.display())), "{error}");
+
+    // The local listener is there, but a client gets nothing through it.
+    let status = daemon.status().remove(0);
+    assert_ne!(status.state, TunnelState::Up);
+    let mut s = TcpStream::connect(bound_addr(&status, &spec))
+        .await
+        .unwrap();
+    assert!(echo_roundtrip(&mut s, b"secret").await.is_err());
+    assert_eq!(echo.connections(), 0);
+    // We never authenticated to the impostor.
+    assert_eq!(sshd.count_in_log("Accepted publickey"), 0, "{}", sshd.log());
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn revoked_host_key_is_refused() {
+    let sshd = Sshd::start().await.unwrap();
+    let kh = sshd.dir().join("revoking_known_hosts");
+    let good = std::fs::read_to_string(sshd.known_hosts()).unwrap();
+    std::fs::write(&kh, format!("{good}@revoked * {}\n", sshd.host_key_pub())).unwrap();
+    let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]").replace(
+        &sshd.known_hosts().display().to_string(),
+        &kh.display().to_string(),
+    );
+    let (daemon, error) = first_error(&text).await;
+    assert!(error.contains("@revoked"), "{error}");
+    assert_eq!(sshd.count_in_log("Accepted publickey"), 0);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_host_refused_by_yes_and_learned_by_accept_new() {
+    let sshd = Sshd::start().await.unwrap();
+    let kh = sshd.dir().join("empty_known_hosts");
+    std::fs::write(&kh, "").unwrap();
+    let base = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]").replace(
+        &sshd.known_hosts().display().to_string(),
+        &kh.display().to_string(),
+    );
+    let (daemon, error) = first_error(&base).await;
+    assert!(
+        error.contains("no ssh-ed25519 key for [127.0.0.1]"),
+        "{error}"
+    );
+    assert!(error.contains("accept-new"), "{error}");
+    daemon.shutdown().await;
+
+    let text = format!("{base}strict_host_key_checking = \"accept-new\"\n");
+    let (daemon, _) = start_up(&text, "t").await;
+    daemon.shutdown().await;
+    let learned = std::fs::read_to_string(&kh).unwrap();
+    let key = sshd.host_key_pub();
+    assert_eq!(
+        learned.trim(),
+        format!("[127.0.0.1]:{} {}", sshd.port(), key.trim())
+    );
+}
+
+#[tokio::test]
+async fn wrong_key_or_user_gives_a_clear_error() {
+    let sshd = Sshd::start().await.unwrap();
+    let stranger = sshd
+        .generate_client_key("stranger", "ed25519", false)
+        .unwrap();
+    let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]").replace(
+        &sshd.client_key().display().to_string(),
+        &stranger.display().to_string(),
+    );
+    let (daemon, error) = first_error(&text).await;
+    assert!(
+        error.starts_with(&format!(
+            "authentication failed for {}@127.0.0.1:{}",
+            sshd.user(),
+            sshd.port()
+        )),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("server refused {}", stranger.display())),
+        "{error}"
+    );
+    daemon.shutdown().await;
+
+    let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]").replace(
+        &format!("user = \"{}\"", sshd.user()),
+        "user = \"no-such-user-here\"",
+    );
+    let (daemon, error) = first_error(&text).await;
+    assert!(
+        error.starts_with("authentication failed for no-such-user-here@"),
+        "{error}"
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_private_key_readable_by_others_is_refused() {
+    let sshd = Sshd::start().await.unwrap();
+    let key = sshd.generate_client_key("open", "ed25519", true).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]").replace(
+        &sshd.client_key().display().to_string(),
+        &key.display().to_string(),
+    );
+    let (daemon, error) = first_error(&text).await;
+    assert!(error.contains("permissions 0644"), "{error}");
+    assert!(error.contains("too open"), "{error}");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn ecdsa_and_rsa_keys_log_in() {
+    let sshd = Sshd::start().await.unwrap();
+    for kind in ["ecdsa", "rsa"] {
+        let key = sshd.generate_client_key(kind, kind, true).unwrap();
+        let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]").replace(
+            &sshd.client_key().display().to_string(),
+            &key.display().to_string(),
+        );
+        let (daemon, _) = start_up(&text, "t").await;
+        daemon.shutdown().await;
+    }
+    // sshd saw both logins; RSA signed with SHA-2 (OpenSSH 8.8+ refuses ssh-rsa/SHA-1).
+    assert!(
+        sshd.log().contains("Accepted publickey") && sshd.log().contains("ECDSA"),
+        "{}",
+        sshd.log()
+    );
+    assert!(sshd.log().contains("RSA SHA256"), "{}", sshd.log());
+}
+
+#[tokio::test]
+async fn encrypted_key_without_agent_says_what_to_do() {
+    let sshd = Sshd::start().await.unwrap();
+    let key = sshd.dir().join("locked");
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "passphrase", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]").replace(
+        &sshd.client_key().display().to_string(),
+        &key.display().to_string(),
+    );
+    let (daemon, error) = first_error(&text).await;
+    assert!(error.contains("is encrypted"), "{error}");
+    assert!(error.contains("ssh-add"), "{error}");
+    daemon.shutdown().await;
+}
