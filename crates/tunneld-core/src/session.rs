@@ -70,6 +70,8 @@ struct HostCheck {
     mode: StrictHostKeyChecking,
     /// Why the key was refused, for the error the caller reports.
     failure: Arc<Mutex<Option<String>>>,
+    /// The accepted key's type and SHA-256 fingerprint, for the "connected" log line.
+    accepted: Arc<Mutex<Option<String>>>,
 }
 
 impl Drop for ClientHandler {
@@ -144,7 +146,19 @@ impl client::Handler for ClientHandler {
             PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
         };
         match self.host_check.verify(&public) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                let seen = format!(
+                    "{} {}",
+                    public.algorithm(),
+                    public.fingerprint(HashAlg::Sha256)
+                );
+                *self
+                    .host_check
+                    .accepted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(seen);
+                Ok(true)
+            }
             Err(reason) => {
                 *self
                     .host_check
@@ -227,6 +241,8 @@ impl client::Handler for ClientHandler {
 pub(crate) struct Session {
     pub handle: Handle<ClientHandler>,
     pub shared: Arc<SessionShared>,
+    /// The server's host key, as `TYPE SHA256:...`.
+    pub host_key: String,
 }
 
 fn cipher_preference() -> Cow<'static, [russh::cipher::Name]> {
@@ -310,6 +326,7 @@ pub(crate) async fn connect(
         let name = known_hosts::lookup_name(&host.host, host.port);
         let known = known_hosts::known_algorithms(&cfg.known_hosts, &name);
         let failure = Arc::new(Mutex::new(None));
+        let accepted = Arc::new(Mutex::new(None));
         let handler = ClientHandler {
             shared: Arc::clone(&shared),
             host_check: HostCheck {
@@ -317,6 +334,7 @@ pub(crate) async fn connect(
                 name: name.clone(),
                 mode: cfg.strict_host_key_checking,
                 failure: Arc::clone(&failure),
+                accepted: Arc::clone(&accepted),
             },
         };
         let config = Arc::new(ssh_config(cfg, known));
@@ -338,9 +356,15 @@ pub(crate) async fn connect(
                 host: addr.clone(),
                 reason,
             })?;
+        let host_key = accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default();
         Ok(Session {
             handle,
             shared: Arc::clone(&shared),
+            host_key,
         })
     };
     match tokio::time::timeout(cfg.connect_timeout, attempt).await {

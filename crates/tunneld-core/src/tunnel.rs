@@ -268,7 +268,7 @@ fn remote_index(t: &Tunnel, j: usize) -> usize {
 
 /// Serves an established session; returns true when it was lost, false on shutdown.
 async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> bool {
-    info!(tunnel = %t.name, host = %t.cfg.hosts[0], "connected");
+    info!(tunnel = %t.name, host = %t.cfg.hosts[0], host_key = %session.host_key, "connected");
     t.status.send_modify(|s| {
         s.last_error = None;
         for f in s

@@ -1,5 +1,7 @@
 //! `tunneld run`: logging, the tokio runtime, and signals around the core's [`Daemon`].
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
@@ -18,6 +20,7 @@ fn init_logging(config: &Config) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

@@ -266,3 +266,28 @@ async fn an_encrypted_key_works_through_ssh_agent() {
     let _ = agent.kill();
     let _ = agent.wait();
 }
+
+#[test]
+fn every_example_in_config_passes_check() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = Command::new(tunneld_bin())
+                .args(["check", "-c"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    // A test that finds nothing must fail: keep this count in step with config/.
+    assert_eq!(checked, 1, "examples found in {}", dir.display());
+}

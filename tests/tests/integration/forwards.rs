@@ -38,9 +38,12 @@ async fn local_forward_moves_32_mib_each_way() {
     report("local forward", started);
     // The channel went through the server to the echo server.
     assert_eq!(echo.connections(), 1);
-    sshd.wait_log(&format!("target 127.0.0.1 port {}", echo.port()), UP_TIMEOUT)
-        .await
-        .unwrap();
+    sshd.wait_log(
+        &format!("target 127.0.0.1 port {}", echo.port()),
+        UP_TIMEOUT,
+    )
+    .await
+    .unwrap();
     let counters = &daemon.status()[0].forwards[0].counters;
     assert_eq!(
         counters
@@ -191,9 +194,12 @@ async fn the_three_classic_pictures() {
         "hello from C\n"
     );
     // The connection to C was opened by the server (sshd logs the direct-tcpip target).
-    sshd.wait_log(&format!("target 127.0.0.2 port {}", web_c.port()), UP_TIMEOUT)
-        .await
-        .unwrap();
+    sshd.wait_log(
+        &format!("target 127.0.0.2 port {}", web_c.port()),
+        UP_TIMEOUT,
+    )
+    .await
+    .unwrap();
     let published = format!("http://127.0.0.1:{}/", remote_port(&status, &publish));
     assert_eq!(curl(&[&published]).await.unwrap(), "hello from client\n");
     assert_eq!(

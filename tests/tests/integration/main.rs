@@ -5,9 +5,11 @@
 //! - `harness`: configs for a kit sshd, starting the daemon, waiting on tunnel state.
 //! - `forwards`: -L, -R, -D (TCP and Unix sockets), the classic pictures, bind addresses.
 //! - `trust`: host key checking and authentication failures.
+//! - `stall`: a stalled local reader does not freeze the session.
 //! - `cli`: `tunneld check` and `tunneld run` as a process (exit codes, SIGTERM).
 
 mod cli;
 mod forwards;
 mod harness;
+mod stall;
 mod trust;
