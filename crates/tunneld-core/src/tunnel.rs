@@ -366,11 +366,17 @@ async fn goodbye(t: &Tunnel, session: &Session) {
             })
             .collect()
     };
-    for (fwd, port) in t.cfg.remote.iter().zip(bound) {
-        if port.is_some() || matches!(fwd.listen, tunneld_config::RemoteListen::Unix(_)) {
-            remote::cancel(session, fwd, port).await;
-        }
-    }
+    // All at once: each waits up to a second for a server that may not answer.
+    let cancels = t
+        .cfg
+        .remote
+        .iter()
+        .zip(bound)
+        .filter(|(fwd, port)| {
+            port.is_some() || matches!(fwd.listen, tunneld_config::RemoteListen::Unix(_))
+        })
+        .map(|(fwd, port)| remote::cancel(session, fwd, port));
+    futures_util::future::join_all(cancels).await;
     // disconnect() only queues the message: wait until the session task has sent it and
     // ended, so the server logs a clean disconnect rather than a dropped connection.
     let _ = tokio::time::timeout(GOODBYE_TIMEOUT, async {
