@@ -9,6 +9,7 @@
 //! - [`net`]: free ports, polling with deadlines, checked bulk transfers, `/proc/net/tcp`
 //!   listeners, `curl`.
 //! - [`socks`]: SOCKS4, SOCKS4a and SOCKS5 CONNECT clients.
+//! - [`proxy`]: a fault-injecting TCP proxy (black hole, refuse, reset every connection).
 //! - `procs` (private): the process tree under a pid, read from `/proc`.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline and fails with a
@@ -17,9 +18,11 @@
 pub mod keys;
 pub mod net;
 mod procs;
+pub mod proxy;
 pub mod servers;
 pub mod socks;
 pub mod sshd;
 
+pub use proxy::{Fault, FaultProxy};
 pub use servers::{EchoServer, HttpServer, SourceServer, UnixEchoServer};
 pub use sshd::{Sshd, SshdOptions};
