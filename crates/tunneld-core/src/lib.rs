@@ -39,6 +39,7 @@ use tunneld_config::Config;
 pub use error::TunnelError;
 pub use pump::STALLED_READER_TIMEOUT;
 pub use status::{ForwardKind, ForwardState, ForwardStatus, TunnelState, TunnelStatus};
+pub use tunnel::PROXY_JUMP_UNSUPPORTED;
 
 /// How long [`Daemon::shutdown`] waits for tunnels to close politely.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(4);

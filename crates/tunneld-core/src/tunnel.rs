@@ -18,6 +18,10 @@ use crate::status::{
     ForwardCounters, ForwardKind, ForwardState, ForwardStatus, TunnelState, TunnelStatus,
 };
 
+/// Why a tunnel with `proxy_jump` does not start (`tunneld check` refuses such files too).
+pub const PROXY_JUMP_UNSUPPORTED: &str =
+    "proxy_jump is not supported by this version of tunneld; the tunnel is not started";
+
 /// Everything a tunnel's tasks share.
 struct Tunnel {
     cfg: Arc<TunnelConfig>,
@@ -136,8 +140,17 @@ pub(crate) async fn run(
         tracker: TaskTracker::new(),
         session: session_tx,
     });
-    start_listeners(&t);
-    supervise(&t, &handshakes).await;
+    if t.cfg.proxy_jump.is_empty() {
+        start_listeners(&t);
+        supervise(&t, &handshakes).await;
+    } else {
+        // Never connect directly when a jump host was asked for.
+        warn!(tunnel = %t.name, "{PROXY_JUMP_UNSUPPORTED}");
+        t.status
+            .send_modify(|s| s.last_error = Some(PROXY_JUMP_UNSUPPORTED.into()));
+        t.set_state(TunnelState::Backoff);
+        t.cancel.cancelled().await;
+    }
     t.tracker.close();
     t.tracker.wait().await;
     t.set_state(TunnelState::Stopped);

@@ -45,17 +45,38 @@ enum Command {
     Check(ConfigArg),
 }
 
+/// Loads the file and refuses what this version cannot do yet, printing every problem.
+fn load(path: &std::path::Path) -> Option<tunneld_config::Config> {
+    let config = match tunneld_config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprint!("{errors}");
+            return None;
+        }
+    };
+    let unsupported: Vec<&String> = config
+        .tunnels
+        .iter()
+        .filter(|(_, t)| !t.proxy_jump.is_empty())
+        .map(|(name, _)| name)
+        .collect();
+    for name in &unsupported {
+        eprintln!(
+            "{}: tunnel \"{name}\": {}",
+            path.display(),
+            tunneld_core::PROXY_JUMP_UNSUPPORTED
+        );
+    }
+    unsupported.is_empty().then_some(config)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(arg) => check(&arg.path()),
         Command::Run(arg) => {
-            let config = match tunneld_config::load(&arg.path()) {
-                Ok(c) => c,
-                Err(errors) => {
-                    eprint!("{errors}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+            let Some(config) = load(&arg.path()) else {
+                return ExitCode::from(EXIT_CONFIG);
             };
             match daemon::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -69,8 +90,8 @@ fn main() -> ExitCode {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    match tunneld_config::load(path) {
-        Ok(config) => {
+    match load(path) {
+        Some(config) => {
             for t in config.tunnels.values() {
                 println!("{}", summary(t));
             }
@@ -82,10 +103,7 @@ fn check(path: &std::path::Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(errors) => {
-            eprint!("{errors}");
-            ExitCode::from(EXIT_CONFIG)
-        }
+        None => ExitCode::from(EXIT_CONFIG),
     }
 }
 

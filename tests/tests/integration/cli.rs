@@ -291,3 +291,23 @@ fn every_example_in_config_passes_check() {
     // A test that finds nothing must fail: keep this count in step with config/.
     assert_eq!(checked, 1, "examples found in {}", dir.display());
 }
+
+#[test]
+fn proxy_jump_is_refused_rather_than_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[tunnels.j]\nhost = \"h\"\nuser = \"u\"\nproxy_jump = \"gw\"\ndynamic = [\"1080\"]\n",
+    );
+    let out = Command::new(tunneld_bin())
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("tunnel \"j\": proxy_jump is not supported"),
+        "{stderr}"
+    );
+}
