@@ -40,6 +40,12 @@ impl Schedule {
         Duration::from_secs_f64(capped * factor)
     }
 
+    /// A delay at the ceiling (with jitter), for failures only an operator can fix.
+    pub fn ceiling_delay(&mut self) -> Duration {
+        let factor = 1.0 - self.cfg.jitter * rand::random::<f64>();
+        Duration::from_secs_f64(self.cfg.max.as_secs_f64() * factor)
+    }
+
     /// The ceiling of the schedule.
     pub fn max(&self) -> Duration {
         self.cfg.max

@@ -20,6 +20,7 @@ mod auth;
 pub mod backoff;
 mod error;
 mod forward;
+mod heartbeat;
 pub mod known_hosts;
 mod pump;
 mod session;
@@ -68,7 +69,7 @@ impl Daemon {
         let mut tunnels = BTreeMap::new();
         for (name, cfg) in &config.tunnels {
             let (tx, rx) = watch::channel(tunnel::initial_status(cfg));
-            tracker.spawn(tunnel::run(
+            tracker.spawn(guard(
                 Arc::new(cfg.clone()),
                 tx,
                 cancel.child_token(),
@@ -102,5 +103,41 @@ impl Daemon {
         self.cancel.cancel();
         self.tracker.close();
         let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, self.tracker.wait()).await;
+    }
+}
+
+/// Pause before restarting a tunnel whose supervisor panicked.
+const PANIC_RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// Runs a tunnel's supervisor on a task of its own and restarts it if it panics: a bug
+/// in one tunnel must not take it down for good, nor touch the others.
+async fn guard(
+    cfg: Arc<tunneld_config::TunnelConfig>,
+    status: watch::Sender<TunnelStatus>,
+    cancel: CancellationToken,
+    handshakes: Arc<Semaphore>,
+) {
+    loop {
+        let run = cancel.child_token();
+        let task = tokio::spawn(tunnel::run(
+            Arc::clone(&cfg),
+            status.clone(),
+            run.clone(),
+            Arc::clone(&handshakes),
+        ));
+        let Err(e) = task.await else { return };
+        // Stop whatever the failed run left behind (listeners, connections).
+        run.cancel();
+        let why = if e.is_panic() {
+            "panicked"
+        } else {
+            "was aborted"
+        };
+        tracing::error!(tunnel = %cfg.name, "tunnel supervisor {why}; restarting it");
+        status.send_modify(|s| s.last_error = Some(format!("internal error: supervisor {why}")));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(PANIC_RESTART_DELAY) => {}
+        }
     }
 }

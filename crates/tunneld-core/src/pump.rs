@@ -25,8 +25,14 @@ const LOCAL_READ_BYTES: usize = 64 * 1024;
 /// the SSH link: about 2 MiB per connection, on top of russh's own channel queue.
 const DOWNSTREAM_QUEUE_PACKETS: usize = 64;
 /// How long a local reader may take no data at all, with its queue full, before its
-/// connection is closed to unblock the rest of the session.
+/// connection is closed to unblock the rest of the session. A tunnel uses less when its
+/// heartbeat window is short: the session must never stall long enough to look dead.
 pub const STALLED_READER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The stall bound for a tunnel whose heartbeat declares death after `heartbeat_window`.
+pub fn stall_timeout(heartbeat_window: Duration) -> Duration {
+    STALLED_READER_TIMEOUT.min(heartbeat_window / 2)
+}
 /// How long closing the channel may take before we give up on a polite close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -39,11 +45,11 @@ pub enum PumpError {
     /// The SSH channel failed (session lost).
     #[error("ssh: {0}")]
     Ssh(#[from] russh::Error),
-    /// The local reader took nothing for [`STALLED_READER_TIMEOUT`] with its queue full.
+    /// The local reader took nothing for this long with its queue full.
     #[error(
-        "local peer stopped reading for {STALLED_READER_TIMEOUT:?}; connection closed so the session's other connections are not held up"
+        "local peer stopped reading for {0:?}; connection closed so the session's other connections are not held up"
     )]
-    StalledReader,
+    StalledReader(Duration),
 }
 
 enum Down {
@@ -95,6 +101,7 @@ pub(crate) async fn pump<S>(
     channel: Channel<Msg>,
     conn: &ConnectionGuard,
     cancel: &CancellationToken,
+    stall: Duration,
 ) -> Result<(), PumpError>
 where
     S: AsyncRead + AsyncWrite + Send,
@@ -129,10 +136,10 @@ where
                     Some(_) => continue,
                 };
                 let last = !matches!(item, Down::Data(_));
-                match tokio::time::timeout(STALLED_READER_TIMEOUT, queue.send(item)).await {
+                match tokio::time::timeout(stall, queue.send(item)).await {
                     Ok(Ok(())) if !last => {}
                     Ok(_) => return Ok(()),
-                    Err(_) => return Err(PumpError::StalledReader),
+                    Err(_) => return Err(PumpError::StalledReader(stall)),
                 }
             }
         };

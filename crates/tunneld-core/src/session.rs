@@ -3,15 +3,20 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use russh::client::{self, Handle, Msg};
 use russh::keys::{Algorithm, HashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{Channel, ChannelOpenFailure};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 use tunneld_config::{Endpoint, HostPort, StrictHostKeyChecking, TunnelConfig};
@@ -56,6 +61,11 @@ pub(crate) struct SessionShared {
     pub conn_tracker: TaskTracker,
     /// How long to wait for a local target to accept.
     pub connect_timeout: Duration,
+    /// How long one connection's local reader may stall the session.
+    pub stall: Duration,
+    /// Cuts the session's TCP connection (a dead peer never answers a polite disconnect,
+    /// and russh's session task would wait on it for as long as TCP retransmits).
+    pub kill: CancellationToken,
 }
 
 /// Our russh client handler.
@@ -272,7 +282,7 @@ fn cipher_preference() -> Cow<'static, [russh::cipher::Name]> {
     }
 }
 
-fn ssh_config(cfg: &TunnelConfig, known: Vec<Algorithm>) -> client::Config {
+fn ssh_config(known: Vec<Algorithm>) -> client::Config {
     let mut preferred = russh::Preferred {
         cipher: cipher_preference(),
         ..Default::default()
@@ -293,8 +303,8 @@ fn ssh_config(cfg: &TunnelConfig, known: Vec<Algorithm>) -> client::Config {
             env!("CARGO_PKG_VERSION")
         ))),
         preferred,
-        keepalive_interval: Some(cfg.server_alive_interval),
-        keepalive_max: cfg.server_alive_count_max as usize,
+        // Heartbeats are ours (see `heartbeat`): russh's wait one interval longer.
+        keepalive_interval: None,
         inactivity_timeout: None,
         // Without it new connections through a forward crawl (Nagle + delayed ACK).
         nodelay: true,
@@ -323,6 +333,7 @@ pub(crate) async fn connect(
                 source,
             })?;
         tcp.set_nodelay(true).ok();
+        let tcp = Killable::new(tcp, shared.kill.clone());
         let name = known_hosts::lookup_name(&host.host, host.port);
         let known = known_hosts::known_algorithms(&cfg.known_hosts, &name);
         let failure = Arc::new(Mutex::new(None));
@@ -337,7 +348,7 @@ pub(crate) async fn connect(
                 accepted: Arc::clone(&accepted),
             },
         };
-        let config = Arc::new(ssh_config(cfg, known));
+        let config = Arc::new(ssh_config(known));
         let mut handle = match client::connect_stream(config, tcp, handler).await {
             Ok(h) => h,
             Err(e) => {
@@ -373,5 +384,72 @@ pub(crate) async fn connect(
             addr,
             after: cfg.connect_timeout,
         }),
+    }
+}
+
+impl crate::heartbeat::Probe for Session {
+    async fn ping(&self) -> bool {
+        // send_ping also returns Ok when the session dies with the probe pending.
+        self.handle.send_ping().await.is_ok() && !self.handle.is_closed()
+    }
+}
+
+/// A TCP stream whose every read and write fails once `kill` is cancelled, waking any
+/// that is pending: the way to end a russh session stuck on a silent peer.
+struct Killable {
+    inner: TcpStream,
+    killed: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl Killable {
+    fn new(inner: TcpStream, kill: CancellationToken) -> Self {
+        Killable {
+            inner,
+            killed: Box::pin(kill.cancelled_owned()),
+        }
+    }
+
+    fn check(&mut self, cx: &mut Context<'_>) -> std::io::Result<()> {
+        match self.killed.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "session cut: the server stopped answering",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl AsyncRead for Killable {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        this.check(cx)?;
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Killable {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.check(cx)?;
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        this.check(cx)?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

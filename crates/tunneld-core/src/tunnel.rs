@@ -13,6 +13,7 @@ use tunneld_config::{RemoteForward, TunnelConfig};
 use crate::backoff::Schedule;
 use crate::forward::listen::Listener;
 use crate::forward::{ForwardCtx, dynamic, local, remote};
+use crate::heartbeat;
 use crate::session::{self, Session, SessionShared};
 use crate::status::{
     ForwardCounters, ForwardKind, ForwardState, ForwardStatus, TunnelState, TunnelStatus,
@@ -120,7 +121,17 @@ impl Tunnel {
             cancel: self.cancel.clone(),
             tracker: self.tracker.clone(),
             wait_for_session: self.cfg.connect_timeout,
+            stall: self.stall(),
         }
+    }
+
+    /// Heartbeats declare the session dead after this much silence.
+    fn heartbeat_window(&self) -> std::time::Duration {
+        self.cfg.server_alive_interval * self.cfg.server_alive_count_max.max(1)
+    }
+
+    fn stall(&self) -> std::time::Duration {
+        crate::pump::stall_timeout(self.heartbeat_window())
     }
 }
 
@@ -228,17 +239,25 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
             conn_cancel: t.cancel.child_token(),
             conn_tracker: t.tracker.clone(),
             connect_timeout: t.cfg.connect_timeout,
+            stall: t.stall(),
+            kill: CancellationToken::new(),
         });
         info!(tunnel = %t.name, host = %host, "connecting");
         let attempt = async {
             let _permit = handshakes.acquire().await;
-            session::connect(&t.cfg, host, Arc::clone(&shared)).await
+            let session = session::connect(&t.cfg, host, Arc::clone(&shared)).await?;
+            // sshd counts a connection against MaxStartups until its listener hears that
+            // authentication is done, a moment after we do: one round trip on the new
+            // session lets it catch up before the next handshake starts.
+            let _ =
+                tokio::time::timeout(t.cfg.connect_timeout, heartbeat::Probe::ping(&session)).await;
+            Ok::<_, crate::TunnelError>(session)
         };
         let result = tokio::select! {
             _ = t.cancel.cancelled() => return,
             r = attempt => r,
         };
-        match result {
+        let needs_operator = match result {
             Ok(session) => {
                 if connected_before {
                     t.status.send_modify(|s| s.reconnects += 1);
@@ -246,26 +265,35 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
                 connected_before = true;
                 let up_at = Instant::now();
                 let session = Arc::new(session);
-                let lost = serve_session(t, &session).await;
+                let end = serve_session(t, &session).await;
                 t.session.send_replace(None);
                 shared.conn_cancel.cancel();
-                if !lost {
+                let Some(why) = end else {
                     goodbye(t, &session).await;
+                    shared.kill.cancel();
                     return;
-                }
+                };
+                // Whatever ended it, make sure russh lets go of the socket.
+                shared.kill.cancel();
                 if up_at.elapsed() >= t.cfg.stable_after {
                     schedule.reset();
                 }
-                warn!(tunnel = %t.name, "session lost");
-                t.status
-                    .send_modify(|s| s.last_error = Some("session lost".into()));
+                warn!(tunnel = %t.name, reason = %why, "session lost");
+                t.status.send_modify(|s| s.last_error = Some(why));
+                false
             }
             Err(e) => {
                 warn!(tunnel = %t.name, error = %e, "connection failed");
                 t.status.send_modify(|s| s.last_error = Some(e.to_string()));
+                e.needs_operator()
             }
-        }
-        let delay = schedule.next_delay();
+        };
+        // Wrong keys and host keys need a person: retry at the ceiling, not in a hurry.
+        let delay = if needs_operator {
+            schedule.ceiling_delay()
+        } else {
+            schedule.next_delay()
+        };
         info!(tunnel = %t.name, delay = ?delay, "retrying after backoff");
         t.set_state(TunnelState::Backoff);
         tokio::select! {
@@ -279,8 +307,9 @@ fn remote_index(t: &Tunnel, j: usize) -> usize {
     t.cfg.local.len() + j
 }
 
-/// Serves an established session; returns true when it was lost, false on shutdown.
-async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> bool {
+/// Serves an established session until it is lost (returns why) or the tunnel stops
+/// (returns `None`).
+async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String> {
     info!(tunnel = %t.name, host = %t.cfg.hosts[0], host_key = %session.host_key, "connected");
     t.status.send_modify(|s| {
         s.last_error = None;
@@ -311,12 +340,27 @@ async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> bool {
     // With no remote forwards the state follows the listeners alone.
     t.set_forward_state_refresh();
     requests.close();
-    let lost = tokio::select! {
-        _ = t.cancel.cancelled() => false,
-        _ = session_done.cancelled() => true,
+    let interval = t.cfg.server_alive_interval;
+    let count = t.cfg.server_alive_count_max;
+    let closed = || "connection closed by the server or the network".to_string();
+    let end = tokio::select! {
+        _ = t.cancel.cancelled() => None,
+        _ = session_done.cancelled() => Some(closed()),
+        verdict = heartbeat::watch(&**session, interval, count) => Some(match verdict {
+            heartbeat::Verdict::Silent { unanswered } => format!(
+                "server stopped answering: {unanswered} heartbeat(s) unanswered in {:?} \
+                 (server_alive_interval {interval:?} x server_alive_count_max {count})",
+                t.heartbeat_window()
+            ),
+            heartbeat::Verdict::Closed => closed(),
+        }),
     };
+    if end.is_some() {
+        // Cut it now: on a silent path russh would wait for TCP to give up.
+        session.shared.kill.cancel();
+    }
     requests.wait().await;
-    lost
+    end
 }
 
 impl Tunnel {

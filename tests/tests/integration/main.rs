@@ -5,11 +5,13 @@
 //! - `harness`: configs for a kit sshd, starting the daemon, waiting on tunnel state.
 //! - `forwards`: -L, -R, -D (TCP and Unix sockets), the classic pictures, bind addresses.
 //! - `trust`: host key checking and authentication failures.
+//! - `resilience`: server down, crash and restart, black hole, reset, refuse, held port, 100 tunnels.
 //! - `stall`: a stalled local reader does not freeze the session.
 //! - `cli`: `tunneld check` and `tunneld run` as a process (exit codes, SIGTERM).
 
 mod cli;
 mod forwards;
 mod harness;
+mod resilience;
 mod stall;
 mod trust;

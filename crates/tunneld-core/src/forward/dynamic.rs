@@ -34,11 +34,12 @@ pub(crate) async fn serve(mut stream: Stream, peer: Option<SocketAddr>, ctx: For
         host: request.host.clone(),
         port: request.port,
     };
-    let channel = match ctx.session().await {
-        Some(session) => open_channel(&session, &target, peer).await,
-        None => Err("tunnel is down".to_string()),
+    let Some(session) = ctx.session().await else {
+        warn!(tunnel = %ctx.tunnel, forward = %ctx.spec, "SOCKS connect refused: tunnel is down");
+        let _ = socks::reply_failure(&mut stream, request.version).await;
+        return;
     };
-    let channel = match channel {
+    let channel = match open_channel(&session, &target, peer).await {
         Ok(c) => c,
         Err(e) => {
             warn!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %e, "SOCKS connect refused");
@@ -46,11 +47,17 @@ pub(crate) async fn serve(mut stream: Stream, peer: Option<SocketAddr>, ctx: For
             return;
         }
     };
+    // The connection lives and dies with this session (and the tunnel).
+    let cancel = session.shared.conn_cancel.clone();
+    drop(session);
     if socks::reply_success(&mut stream, request.version)
         .await
         .is_err()
     {
         return;
     }
-    log_end(&ctx, pump(stream, channel, &guard, &ctx.cancel).await);
+    log_end(
+        &ctx,
+        pump(stream, channel, &guard, &cancel, ctx.stall).await,
+    );
 }

@@ -58,15 +58,20 @@ pub(crate) async fn serve(
             return;
         }
     };
+    // The connection lives and dies with this session (and the tunnel).
+    let cancel = session.shared.conn_cancel.clone();
     drop(session);
-    log_end(&ctx, pump(stream, channel, &guard, &ctx.cancel).await);
+    log_end(
+        &ctx,
+        pump(stream, channel, &guard, &cancel, ctx.stall).await,
+    );
 }
 
 /// Logs how a connection ended: a stalled reader is worth a warning, the rest is routine.
 pub(crate) fn log_end(ctx: &ForwardCtx, r: Result<(), PumpError>) {
     match r {
         Ok(()) => {}
-        Err(e @ PumpError::StalledReader) => {
+        Err(e @ PumpError::StalledReader(_)) => {
             warn!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %e, "connection closed")
         }
         Err(e) => debug!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %e, "connection ended"),

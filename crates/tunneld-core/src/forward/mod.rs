@@ -37,6 +37,8 @@ pub(crate) struct ForwardCtx {
     pub tracker: TaskTracker,
     /// How long an accepted connection waits for a session when the tunnel is down.
     pub wait_for_session: Duration,
+    /// How long a connection's local reader may stall the session (see `pump`).
+    pub stall: Duration,
 }
 
 impl ForwardCtx {

@@ -137,7 +137,7 @@ pub(crate) fn spawn_incoming(
         match tokio::time::timeout(shared.connect_timeout, listen::connect(&target)).await {
             Ok(Ok(stream)) => {
                 reply.accept().await;
-                let r = pump(stream, channel, &guard, &cancel).await;
+                let r = pump(stream, channel, &guard, &cancel, shared.stall).await;
                 if let Err(e) = r {
                     debug!(tunnel = %shared.tunnel, forward = %route.spec, error = %e, "connection ended");
                 }

@@ -1,0 +1,153 @@
+//! Dead-peer detection with `keepalive@openssh.com`, as `ServerAliveInterval` and
+//! `ServerAliveCountMax` do in ssh: a path that silently drops everything (a NAT that
+//! forgot us, no FIN, no RST) is noticed within `interval × count`.
+//!
+//! A probe goes out every `interval`; the session is dead when no probe has been answered
+//! for `interval × count`. russh's own keepalive declares death only after
+//! `(count + 1) × interval`, so it is left off and this runs instead.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::future::FusedFuture;
+use tokio::time::Instant;
+
+/// Something that can be probed: `ping` resolves when the peer answers.
+pub(crate) trait Probe: Send + Sync {
+    /// Sends one probe and waits for its answer. `false` when the session is gone.
+    fn ping(&self) -> impl Future<Output = bool> + Send;
+}
+
+/// Why [`watch`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// No answer to any probe for `interval × count`.
+    Silent {
+        /// Probes sent since the last answer.
+        unanswered: u32,
+    },
+    /// The session ended by itself (the probe could not be sent).
+    Closed,
+}
+
+/// Probes `peer` every `interval` until it stays silent for `interval × count` or closes.
+///
+/// # Cancellation
+/// Drop the future to stop probing; nothing is left running.
+pub(crate) async fn watch<P: Probe>(peer: &P, interval: Duration, count: u32) -> Verdict {
+    let window = interval * count.max(1);
+    let mut last_answer = Instant::now();
+    let mut unanswered = 0u32;
+    let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // At most one probe in flight: if it is still pending, the peer is not answering and
+    // a second one would only queue behind it.
+    let mut in_flight = std::pin::pin!(futures_util::future::Fuse::terminated());
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                if in_flight.is_terminated() {
+                    in_flight.set(futures_util::FutureExt::fuse(peer.ping()));
+                }
+                unanswered += 1;
+            }
+            answered = &mut in_flight => {
+                if !answered {
+                    return Verdict::Closed;
+                }
+                last_answer = Instant::now();
+                unanswered = 0;
+            }
+            _ = tokio::time::sleep_until(last_answer + window) => {
+                return Verdict::Silent { unanswered };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    /// A peer that answers after `delay`, or never while `silent` is set.
+    struct FakePeer {
+        delay: Duration,
+        silent: AtomicBool,
+        closed: AtomicBool,
+        pings: AtomicU32,
+    }
+
+    impl FakePeer {
+        fn new(delay: Duration) -> Self {
+            FakePeer {
+                delay,
+                silent: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                pings: AtomicU32::new(0),
+            }
+        }
+    }
+
+    impl Probe for FakePeer {
+        async fn ping(&self) -> bool {
+            self.pings.fetch_add(1, Ordering::SeqCst);
+            if self.closed.load(Ordering::SeqCst) {
+                return false;
+            }
+            if self.silent.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(self.delay).await;
+            true
+        }
+    }
+
+    const INTERVAL: Duration = Duration::from_secs(2);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_is_declared_dead_after_interval_times_count() {
+        let peer = FakePeer::new(Duration::from_millis(50));
+        peer.silent.store(true, Ordering::SeqCst);
+        let start = Instant::now();
+        let verdict = watch(&peer, INTERVAL, 2).await;
+        assert!(matches!(verdict, Verdict::Silent { .. }), "{verdict:?}");
+        assert_eq!(start.elapsed(), INTERVAL * 2);
+        // One probe pending is enough: no pile-up behind an unanswered one.
+        assert_eq!(peer.pings.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_after_answers_is_counted_from_the_last_answer() {
+        let peer = std::sync::Arc::new(FakePeer::new(Duration::from_millis(100)));
+        let p = std::sync::Arc::clone(&peer);
+        let watcher = tokio::spawn(async move { watch(&*p, INTERVAL, 3).await });
+        // Healthy for a while: probes at 2, 4, 6 s answered 100 ms later.
+        tokio::time::sleep(Duration::from_millis(6_500)).await;
+        assert!(!watcher.is_finished());
+        peer.silent.store(true, Ordering::SeqCst);
+        let went_silent = Instant::now();
+        let verdict = watcher.await.unwrap();
+        assert!(matches!(verdict, Verdict::Silent { .. }));
+        // Last answer at 6.1 s; dead at 6.1 + 3 × 2 = 12.1 s, 5.6 s after going silent:
+        // within interval × count of the path dying.
+        assert_eq!(went_silent.elapsed(), Duration::from_millis(5_600));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_but_answering_peer_stays_alive() {
+        // Answers take 1.9 s of a 2 s interval: never dead.
+        let peer = FakePeer::new(Duration::from_millis(1_900));
+        let r = tokio::time::timeout(Duration::from_secs(600), watch(&peer, INTERVAL, 2)).await;
+        assert!(r.is_err(), "declared dead: {r:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_session_is_reported_at_the_next_probe() {
+        let peer = FakePeer::new(Duration::ZERO);
+        peer.closed.store(true, Ordering::SeqCst);
+        let start = Instant::now();
+        assert_eq!(watch(&peer, INTERVAL, 3).await, Verdict::Closed);
+        assert_eq!(start.elapsed(), INTERVAL);
+    }
+}
