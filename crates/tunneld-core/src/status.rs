@@ -150,6 +150,8 @@ pub struct TunnelStatus {
     pub reconnects: u64,
     /// The last failure, kept until the next successful connect.
     pub last_error: Option<String>,
+    /// In `backoff`: how long the tunnel waits before its next attempt.
+    pub retry_in: Option<std::time::Duration>,
     /// Its forwards, local first, then remote, then dynamic.
     pub forwards: Vec<ForwardStatus>,
 }

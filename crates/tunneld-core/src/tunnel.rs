@@ -62,6 +62,7 @@ pub(crate) fn initial_status(cfg: &TunnelConfig) -> TunnelStatus {
         since: SystemTime::now(),
         reconnects: 0,
         last_error: None,
+        retry_in: None,
         forwards,
     }
 }
@@ -230,6 +231,7 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
     let mut schedule = Schedule::new(t.cfg.backoff);
     let mut connected_before = false;
     loop {
+        t.status.send_modify(|s| s.retry_in = None);
         t.set_state(TunnelState::Connecting);
         let host = &t.cfg.hosts[0];
         let shared = Arc::new(SessionShared {
@@ -295,6 +297,7 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
             schedule.next_delay()
         };
         info!(tunnel = %t.name, delay = ?delay, "retrying after backoff");
+        t.status.send_modify(|s| s.retry_in = Some(delay));
         t.set_state(TunnelState::Backoff);
         tokio::select! {
             _ = t.cancel.cancelled() => return,

@@ -146,10 +146,18 @@ async fn a_black_hole_is_detected_within_the_heartbeat_bound_and_healed() {
         &format!(
             "local = [\"{local}\"]\nserver_alive_interval = \"2s\"\nserver_alive_count_max = 2"
         ),
-    );
-    let (daemon, status) = start_up(&text, "t").await;
+    ) + &tunnel_toml(&sshd, "direct", &format!("local = [\"{local}\"]"));
+    // The second tunnel goes straight to the server: it must not notice anything.
+    let daemon = Daemon::start(&config(&text));
+    let status = wait_state(&mut daemon.watch("t").unwrap(), TunnelState::Up).await;
+    let direct = wait_state(&mut daemon.watch("direct").unwrap(), TunnelState::Up).await;
     let laddr = local_addr(&status, &local);
     wait_traffic(laddr, "traffic before the black hole").await;
+    // A connection through the other tunnel, open across the whole fault.
+    let mut long_lived = TcpStream::connect(local_addr(&direct, &local))
+        .await
+        .unwrap();
+    echo_roundtrip(&mut long_lived, b"before").await.unwrap();
 
     let mut rx = daemon.watch("t").unwrap();
     proxy.set_fault(Fault::BlackHole);
@@ -166,6 +174,10 @@ async fn a_black_hole_is_detected_within_the_heartbeat_bound_and_healed() {
         lost.last_error.as_deref().unwrap().contains("heartbeat"),
         "{lost:?}"
     );
+    // Isolation: the other tunnel's session and open connection carried on.
+    echo_roundtrip(&mut long_lived, b"during").await.unwrap();
+    let other = daemon.watch("direct").unwrap().borrow().clone();
+    assert_eq!((other.state, other.reconnects), (TunnelState::Up, 0));
 
     proxy.set_fault(Fault::None);
     let healed = Instant::now();
@@ -299,5 +311,28 @@ async fn a_hundred_tunnels_come_up_despite_max_startups() {
         .await
         .unwrap();
     }
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_speaks_hits_connect_timeout() {
+    let sshd = Sshd::start().await.unwrap();
+    let proxy = FaultProxy::start(sshd.addr()).await.unwrap();
+    // TCP connects, then silence: no banner, no key exchange.
+    proxy.set_fault(Fault::BlackHole);
+    let text = via_proxy(&sshd, &proxy, "t", "dynamic = [\"0\"]")
+        .replace("connect_timeout = \"5s\"", "connect_timeout = \"1s\"");
+    let daemon = Daemon::start(&config(&text));
+    let mut rx = daemon.watch("t").unwrap();
+    let s = wait_status(&mut rx, "a timed-out attempt", |s| s.last_error.is_some()).await;
+    assert!(
+        s.last_error
+            .as_deref()
+            .unwrap()
+            .contains("timed out after 1s"),
+        "{s:?}"
+    );
+    proxy.set_fault(Fault::None);
+    wait_state(&mut rx, TunnelState::Up).await;
     daemon.shutdown().await;
 }

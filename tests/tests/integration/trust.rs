@@ -193,3 +193,40 @@ async fn encrypted_key_without_agent_says_what_to_do() {
     assert!(error.contains("ssh-add"), "{error}");
     daemon.shutdown().await;
 }
+
+#[tokio::test]
+async fn failures_only_an_operator_can_fix_retry_at_the_backoff_ceiling() {
+    // Test backoff: initial 50 ms, max 500 ms, jitter 0.2.
+    let mut sshd = Sshd::start().await.unwrap();
+    let stranger = sshd
+        .generate_client_key("stranger", "ed25519", false)
+        .unwrap();
+    let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]").replace(
+        &sshd.client_key().display().to_string(),
+        &stranger.display().to_string(),
+    );
+    let daemon = Daemon::start(&config(&text));
+    let mut rx = daemon.watch("t").unwrap();
+    let s = wait_status(&mut rx, "backoff after refused keys", |s| {
+        s.retry_in.is_some()
+    })
+    .await;
+    let wait = s.retry_in.unwrap();
+    assert!(wait >= std::time::Duration::from_millis(400), "{s:?}");
+    daemon.shutdown().await;
+
+    // A server that is merely down starts from the bottom of the schedule.
+    sshd.stop().await;
+    let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]");
+    let daemon = Daemon::start(&config(&text));
+    let mut rx = daemon.watch("t").unwrap();
+    let s = wait_status(&mut rx, "backoff after a refused connect", |s| {
+        s.retry_in.is_some()
+    })
+    .await;
+    assert!(
+        s.retry_in.unwrap() <= std::time::Duration::from_millis(50),
+        "{s:?}"
+    );
+    daemon.shutdown().await;
+}
