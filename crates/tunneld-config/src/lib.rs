@@ -13,7 +13,9 @@
 //! - `env`: user, home and runtime directory the defaults depend on.
 //! - `raw`: walk over the span-keeping TOML tree; every key and value checked.
 //! - `resolve`: `[defaults]` layering, forwards, cross-tunnel checks.
+//! - `diff`: what a reload changes between two configurations ([`diff()`], [`Diff`]).
 
+mod diff;
 mod duration;
 mod env;
 mod error;
@@ -25,6 +27,7 @@ mod resolve;
 
 use std::path::{Path, PathBuf};
 
+pub use diff::{Diff, ForwardChanges, diff};
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use forward::{
