@@ -35,7 +35,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tunneld_config::Config;
+use tunneld_config::{Config, Diff, TunnelConfig};
 
 pub use error::TunnelError;
 pub use pump::STALLED_READER_TIMEOUT;
@@ -44,16 +44,23 @@ pub use tunnel::PROXY_JUMP_UNSUPPORTED;
 
 /// How long [`Daemon::shutdown`] waits for tunnels to close politely.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long a reload waits for a removed or restarted tunnel to let go of its ports.
+const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
 struct TunnelHandle {
     status: watch::Receiver<TunnelStatus>,
+    desired: watch::Sender<Arc<TunnelConfig>>,
+    cancel: CancellationToken,
 }
 
 /// The running set of tunnels.
 pub struct Daemon {
+    config: Config,
     tunnels: BTreeMap<String, TunnelHandle>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    handshakes: Arc<Semaphore>,
+    handshake_slots: usize,
 }
 
 impl Daemon {
@@ -61,27 +68,103 @@ impl Daemon {
     ///
     /// Tunnels connect in the background: a server that is down is retried forever.
     pub fn start(config: &Config) -> Daemon {
-        let cancel = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let handshakes = Arc::new(Semaphore::new(
-            config.daemon.max_concurrent_handshakes.max(1),
+        let slots = config.daemon.max_concurrent_handshakes.max(1);
+        let mut daemon = Daemon {
+            config: config.clone(),
+            tunnels: BTreeMap::new(),
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            handshakes: Arc::new(Semaphore::new(slots)),
+            handshake_slots: slots,
+        };
+        for cfg in config.tunnels.values() {
+            daemon.start_tunnel(cfg);
+        }
+        daemon
+    }
+
+    fn start_tunnel(&mut self, cfg: &TunnelConfig) {
+        let (tx, rx) = watch::channel(tunnel::initial_status(cfg));
+        let (desired, desired_rx) = watch::channel(Arc::new(cfg.clone()));
+        let cancel = self.cancel.child_token();
+        self.tracker.spawn(guard(
+            desired_rx,
+            tx,
+            cancel.clone(),
+            Arc::clone(&self.handshakes),
         ));
-        let mut tunnels = BTreeMap::new();
-        for (name, cfg) in &config.tunnels {
-            let (tx, rx) = watch::channel(tunnel::initial_status(cfg));
-            tracker.spawn(guard(
-                Arc::new(cfg.clone()),
-                tx,
-                cancel.child_token(),
-                Arc::clone(&handshakes),
-            ));
-            tunnels.insert(name.clone(), TunnelHandle { status: rx });
+        self.tunnels.insert(
+            cfg.name.clone(),
+            TunnelHandle {
+                status: rx,
+                desired,
+                cancel,
+            },
+        );
+    }
+
+    /// Stops one tunnel and waits (bounded) until it has let go of its listeners.
+    async fn stop_tunnel(&mut self, name: &str) {
+        if let Some(mut t) = self.tunnels.remove(name) {
+            t.cancel.cancel();
+            let stopped = t.status.wait_for(|s| s.state == TunnelState::Stopped);
+            let _ = tokio::time::timeout(STOP_TIMEOUT, stopped).await;
         }
-        Daemon {
-            tunnels,
-            cancel,
-            tracker,
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Applies a new, already validated configuration by difference: removed tunnels
+    /// stop, added ones start, those whose connection settings changed reconnect, those
+    /// whose forward lists alone changed keep their session and open or close forwards,
+    /// and the rest are not touched. Returns what changed.
+    pub async fn apply(&mut self, new: &Config) -> Diff {
+        let diff = tunneld_config::diff(&self.config, new);
+        for name in diff.removed.iter().chain(&diff.restarted) {
+            self.stop_tunnel(name).await;
         }
+        for name in diff.added.iter().chain(&diff.restarted) {
+            if let Some(cfg) = new.tunnels.get(name) {
+                self.start_tunnel(cfg);
+            }
+        }
+        for change in &diff.updated {
+            if let (Some(t), Some(cfg)) = (
+                self.tunnels.get(&change.name),
+                new.tunnels.get(&change.name),
+            ) {
+                t.desired.send_replace(Arc::new(cfg.clone()));
+            }
+        }
+        self.resize_handshakes(new.daemon.max_concurrent_handshakes.max(1));
+        // [daemon] settings that need a restart stay as they are.
+        let mut applied = new.clone();
+        applied.daemon.socket = self.config.daemon.socket.clone();
+        applied.daemon.socket_group = self.config.daemon.socket_group.clone();
+        applied.daemon.metrics = self.config.daemon.metrics.clone();
+        self.config = applied;
+        diff
+    }
+
+    fn resize_handshakes(&mut self, slots: usize) {
+        if slots > self.handshake_slots {
+            self.handshakes.add_permits(slots - self.handshake_slots);
+        } else if slots < self.handshake_slots {
+            // Take the surplus slots out of circulation as they come free.
+            let (sem, surplus) = (
+                Arc::clone(&self.handshakes),
+                (self.handshake_slots - slots) as u32,
+            );
+            self.tracker.spawn(async move {
+                if let Ok(p) = sem.acquire_many(surplus).await {
+                    p.forget();
+                }
+            });
+        }
+        self.handshake_slots = slots;
     }
 
     /// A snapshot of every tunnel, by name.
@@ -112,15 +195,16 @@ const PANIC_RESTART_DELAY: Duration = Duration::from_secs(1);
 /// Runs a tunnel's supervisor on a task of its own and restarts it if it panics: a bug
 /// in one tunnel must not take it down for good, nor touch the others.
 async fn guard(
-    cfg: Arc<tunneld_config::TunnelConfig>,
+    desired: watch::Receiver<Arc<TunnelConfig>>,
     status: watch::Sender<TunnelStatus>,
     cancel: CancellationToken,
     handshakes: Arc<Semaphore>,
 ) {
+    let name = desired.borrow().name.clone();
     loop {
         let run = cancel.child_token();
         let task = tokio::spawn(tunnel::run(
-            Arc::clone(&cfg),
+            desired.clone(),
             status.clone(),
             run.clone(),
             Arc::clone(&handshakes),
@@ -133,10 +217,13 @@ async fn guard(
         } else {
             "was aborted"
         };
-        tracing::error!(tunnel = %cfg.name, "tunnel supervisor {why}; restarting it");
+        tracing::error!(tunnel = %name, "tunnel supervisor {why}; restarting it");
         status.send_modify(|s| s.last_error = Some(format!("internal error: supervisor {why}")));
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => {
+                status.send_modify(|s| s.state = TunnelState::Stopped);
+                return;
+            }
             _ = tokio::time::sleep(PANIC_RESTART_DELAY) => {}
         }
     }

@@ -33,7 +33,7 @@ impl TunnelState {
 }
 
 /// Which kind of forward (`ssh -L`, `-R`, `-D`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ForwardKind {
     /// `ssh -L`
     Local,

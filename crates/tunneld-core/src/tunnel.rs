@@ -1,14 +1,19 @@
 //! One tunnel's supervisor: keeps its listeners bound, its session connected and its
 //! remote forwards requested; publishes its state on a watch channel.
+//!
+//! The connection settings of a run are fixed (a reload that changes them restarts the
+//! tunnel). The forward lists are not: a reload that changes only them sends the new
+//! config on `desired`, and `reconcile` opens and closes forwards on the live session.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
-use tunneld_config::{RemoteForward, TunnelConfig};
+use tunneld_config::{Listen, RemoteForward, RemoteListen, TunnelConfig};
 
 use crate::backoff::Schedule;
 use crate::forward::listen::Listener;
@@ -23,38 +28,35 @@ use crate::status::{
 pub const PROXY_JUMP_UNSUPPORTED: &str =
     "proxy_jump is not supported by this version of tunneld; the tunnel is not started";
 
+/// How long a stopping tunnel waits for the server to take its disconnect.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A forward's identity within its tunnel.
+type Key = (ForwardKind, String);
+
 /// Everything a tunnel's tasks share.
 struct Tunnel {
+    /// Connection settings of this run, and the forward lists it started with.
     cfg: Arc<TunnelConfig>,
     name: Arc<str>,
     status: watch::Sender<TunnelStatus>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     session: watch::Sender<Option<Arc<Session>>>,
+    /// Running local and dynamic listeners, each stopped by its token.
+    listeners: Mutex<HashMap<Key, CancellationToken>>,
+    /// Remote forwards wanted now; every new session requests these.
+    remotes: Mutex<Vec<RemoteForward>>,
+    /// Remote forwards requested on the current session, each cancelled by its token.
+    remote_tasks: Mutex<HashMap<String, CancellationToken>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The status a tunnel starts with.
 pub(crate) fn initial_status(cfg: &TunnelConfig) -> TunnelStatus {
-    let mut forwards = Vec::new();
-    let mut add = |kind, spec: &str| {
-        forwards.push(ForwardStatus {
-            kind,
-            spec: spec.to_string(),
-            state: ForwardState::Pending,
-            error: None,
-            bound: None,
-            counters: Arc::new(ForwardCounters::default()),
-        })
-    };
-    cfg.local
-        .iter()
-        .for_each(|f| add(ForwardKind::Local, &f.spec));
-    cfg.remote
-        .iter()
-        .for_each(|f| add(ForwardKind::Remote, &f.spec));
-    cfg.dynamic
-        .iter()
-        .for_each(|f| add(ForwardKind::Dynamic, &f.spec));
     TunnelStatus {
         name: cfg.name.clone(),
         state: TunnelState::Connecting,
@@ -63,7 +65,48 @@ pub(crate) fn initial_status(cfg: &TunnelConfig) -> TunnelStatus {
         reconnects: 0,
         last_error: None,
         retry_in: None,
-        forwards,
+        forwards: forward_list(cfg, &[]),
+    }
+}
+
+/// The forwards of `cfg` in status order (local, remote, dynamic), keeping the entries
+/// (state, counters) of those already in `old`.
+fn forward_list(cfg: &TunnelConfig, old: &[ForwardStatus]) -> Vec<ForwardStatus> {
+    let keys = cfg
+        .local
+        .iter()
+        .map(|f| (ForwardKind::Local, &f.spec))
+        .chain(cfg.remote.iter().map(|f| (ForwardKind::Remote, &f.spec)))
+        .chain(cfg.dynamic.iter().map(|f| (ForwardKind::Dynamic, &f.spec)));
+    keys.map(|(kind, spec)| {
+        old.iter()
+            .find(|f| f.kind == kind && &f.spec == spec)
+            .cloned()
+            .unwrap_or_else(|| ForwardStatus {
+                kind,
+                spec: spec.clone(),
+                state: ForwardState::Pending,
+                error: None,
+                bound: None,
+                counters: Arc::new(ForwardCounters::default()),
+            })
+    })
+    .collect()
+}
+
+/// Up when every forward is active, degraded otherwise (only while a session is up).
+fn settle(s: &mut TunnelStatus) {
+    if matches!(s.state, TunnelState::Up | TunnelState::Degraded) {
+        let all = s.forwards.iter().all(|f| f.state == ForwardState::Active);
+        let next = if all {
+            TunnelState::Up
+        } else {
+            TunnelState::Degraded
+        };
+        if next != s.state {
+            s.state = next;
+            s.since = SystemTime::now();
+        }
     }
 }
 
@@ -81,45 +124,45 @@ impl Tunnel {
 
     fn set_forward(
         &self,
-        index: usize,
+        kind: ForwardKind,
+        spec: &str,
         state: ForwardState,
         error: Option<String>,
         bound: Option<String>,
     ) {
         self.status.send_modify(|s| {
-            let f = &mut s.forwards[index];
-            f.state = state;
-            f.error = error;
-            if bound.is_some() {
-                f.bound = bound;
-            }
-            // While a session is up the tunnel is up or degraded by its forwards.
-            if matches!(s.state, TunnelState::Up | TunnelState::Degraded) {
-                let all = s.forwards.iter().all(|f| f.state == ForwardState::Active);
-                let next = if all {
-                    TunnelState::Up
-                } else {
-                    TunnelState::Degraded
-                };
-                if next != s.state {
-                    s.state = next;
-                    s.since = SystemTime::now();
+            if let Some(f) = s
+                .forwards
+                .iter_mut()
+                .find(|f| f.kind == kind && f.spec == spec)
+            {
+                f.state = state;
+                f.error = error;
+                if bound.is_some() {
+                    f.bound = bound;
                 }
             }
+            settle(s);
         });
     }
 
-    fn counters(&self, index: usize) -> Arc<ForwardCounters> {
-        Arc::clone(&self.status.borrow().forwards[index].counters)
+    fn counters(&self, kind: ForwardKind, spec: &str) -> Arc<ForwardCounters> {
+        self.status
+            .borrow()
+            .forwards
+            .iter()
+            .find(|f| f.kind == kind && f.spec == spec)
+            .map(|f| Arc::clone(&f.counters))
+            .unwrap_or_default()
     }
 
-    fn ctx(&self, index: usize, spec: &str) -> ForwardCtx {
+    fn ctx(&self, kind: ForwardKind, spec: &str, cancel: CancellationToken) -> ForwardCtx {
         ForwardCtx {
             tunnel: Arc::clone(&self.name),
             spec: Arc::from(spec),
-            counters: self.counters(index),
+            counters: self.counters(kind, spec),
             session: self.session.subscribe(),
-            cancel: self.cancel.clone(),
+            cancel,
             tracker: self.tracker.clone(),
             wait_for_session: self.cfg.connect_timeout,
             stall: self.stall(),
@@ -127,33 +170,53 @@ impl Tunnel {
     }
 
     /// Heartbeats declare the session dead after this much silence.
-    fn heartbeat_window(&self) -> std::time::Duration {
+    fn heartbeat_window(&self) -> Duration {
         self.cfg.server_alive_interval * self.cfg.server_alive_count_max.max(1)
     }
 
-    fn stall(&self) -> std::time::Duration {
+    fn stall(&self) -> Duration {
         crate::pump::stall_timeout(self.heartbeat_window())
     }
 }
 
-/// Runs a tunnel until `cancel` fires, then stops it politely.
+/// Runs a tunnel until `cancel` fires, then stops it politely. Forward-list changes
+/// arrive on `desired`.
 pub(crate) async fn run(
-    cfg: Arc<TunnelConfig>,
+    mut desired: watch::Receiver<Arc<TunnelConfig>>,
     status: watch::Sender<TunnelStatus>,
     cancel: CancellationToken,
     handshakes: Arc<Semaphore>,
 ) {
+    let cfg = desired.borrow_and_update().clone();
     let (session_tx, _) = watch::channel(None);
     let t = Arc::new(Tunnel {
         name: Arc::from(cfg.name.as_str()),
-        cfg,
+        remotes: Mutex::new(cfg.remote.clone()),
+        cfg: Arc::clone(&cfg),
         status,
         cancel,
         tracker: TaskTracker::new(),
         session: session_tx,
+        listeners: Mutex::default(),
+        remote_tasks: Mutex::default(),
     });
     if t.cfg.proxy_jump.is_empty() {
-        start_listeners(&t);
+        reconcile(&t, &cfg);
+        let t2 = Arc::clone(&t);
+        t.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = t2.cancel.cancelled() => return,
+                    r = desired.changed() => {
+                        if r.is_err() {
+                            return;
+                        }
+                        let cfg = desired.borrow_and_update().clone();
+                        reconcile(&t2, &cfg);
+                    }
+                }
+            }
+        });
         supervise(&t, &handshakes).await;
     } else {
         // Never connect directly when a jump host was asked for.
@@ -168,60 +231,116 @@ pub(crate) async fn run(
     t.set_state(TunnelState::Stopped);
 }
 
-fn start_listeners(t: &Arc<Tunnel>) {
-    let n_local = t.cfg.local.len();
-    let n_remote = t.cfg.remote.len();
-    for (i, fwd) in t.cfg.local.iter().enumerate() {
-        let (t2, listen, target) = (Arc::clone(t), fwd.listen.clone(), fwd.target.clone());
-        let ctx = t.ctx(i, &fwd.spec);
-        t.tracker.spawn(async move {
-            let Some(listener) = bind_until_done(&t2, i, &listen).await else {
-                return;
-            };
-            local::accept_loop(listener, ctx, move |s, peer, ctx| {
-                local::serve(s, peer, target.clone(), ctx)
-            })
-            .await;
-        });
+/// Brings the running forwards in line with `cfg`'s lists: starts new listeners, stops
+/// removed ones, requests and cancels remote forwards on the live session.
+fn reconcile(t: &Arc<Tunnel>, cfg: &TunnelConfig) {
+    t.status.send_modify(|s| {
+        s.forwards = forward_list(cfg, &s.forwards);
+        settle(s);
+    });
+
+    let mut wanted: HashMap<Key, Listen> = HashMap::new();
+    let mut targets = HashMap::new();
+    for f in &cfg.local {
+        wanted.insert((ForwardKind::Local, f.spec.clone()), f.listen.clone());
+        targets.insert(f.spec.clone(), f.target.clone());
     }
-    for (j, fwd) in t.cfg.dynamic.iter().enumerate() {
-        let i = n_local + n_remote + j;
-        let listen = tunneld_config::Listen::Tcp {
-            bind: fwd.bind.clone(),
-            port: fwd.port,
+    for f in &cfg.dynamic {
+        let listen = Listen::Tcp {
+            bind: f.bind.clone(),
+            port: f.port,
         };
-        let (t2, ctx) = (Arc::clone(t), t.ctx(i, &fwd.spec));
-        t.tracker.spawn(async move {
-            let Some(listener) = bind_until_done(&t2, i, &listen).await else {
-                return;
-            };
-            local::accept_loop(listener, ctx, dynamic::serve).await;
+        wanted.insert((ForwardKind::Dynamic, f.spec.clone()), listen);
+    }
+    {
+        let mut running = lock(&t.listeners);
+        running.retain(|key, token| {
+            let keep = wanted.contains_key(key);
+            if !keep {
+                info!(tunnel = %t.name, forward = %key.1, "forward removed; listener closed");
+                token.cancel();
+            }
+            keep
         });
+        for (key, listen) in wanted {
+            if running.contains_key(&key) {
+                continue;
+            }
+            let token = t.cancel.child_token();
+            running.insert(key.clone(), token.clone());
+            let (t2, target) = (Arc::clone(t), targets.get(&key.1).cloned());
+            let ctx = t.ctx(key.0, &key.1, token);
+            t.tracker.spawn(async move {
+                let Some(listener) = bind_until_done(&t2, &key, &listen, &ctx.cancel).await else {
+                    return;
+                };
+                match (key.0, target) {
+                    (ForwardKind::Local, Some(target)) => {
+                        local::accept_loop(listener, ctx, move |s, peer, ctx| {
+                            local::serve(s, peer, target.clone(), ctx)
+                        })
+                        .await
+                    }
+                    _ => local::accept_loop(listener, ctx, dynamic::serve).await,
+                }
+            });
+        }
+    }
+
+    *lock(&t.remotes) = cfg.remote.clone();
+    let session = t.session.borrow().clone();
+    if let Some(session) = session {
+        request_remotes(t, &session);
+    }
+}
+
+/// Requests on `session` every wanted remote forward not requested yet, and cancels
+/// those no longer wanted.
+fn request_remotes(t: &Arc<Tunnel>, session: &Arc<Session>) {
+    let wanted = lock(&t.remotes).clone();
+    let mut tasks = lock(&t.remote_tasks);
+    tasks.retain(|spec, token| {
+        let keep = wanted.iter().any(|f| &f.spec == spec);
+        if !keep {
+            token.cancel();
+        }
+        keep
+    });
+    for fwd in wanted {
+        if tasks.contains_key(&fwd.spec) {
+            continue;
+        }
+        let token = session.shared.conn_cancel.child_token();
+        tasks.insert(fwd.spec.clone(), token.clone());
+        let (t2, s2) = (Arc::clone(t), Arc::clone(session));
+        t.tracker
+            .spawn(async move { keep_remote(&t2, &s2, &fwd, &token).await });
     }
 }
 
 /// Binds a listener, retrying on the tunnel's backoff while the address is busy.
 async fn bind_until_done(
     t: &Tunnel,
-    index: usize,
-    listen: &tunneld_config::Listen,
+    key: &Key,
+    listen: &Listen,
+    cancel: &CancellationToken,
 ) -> Option<Listener> {
     let mut schedule = Schedule::new(t.cfg.backoff);
     loop {
         match Listener::bind(listen).await {
             Ok(l) => {
                 let at = l.describe();
-                info!(tunnel = %t.name, forward = %t.status.borrow().forwards[index].spec, listen = %at, "listening");
-                t.set_forward(index, ForwardState::Active, None, Some(at));
+                info!(tunnel = %t.name, forward = %key.1, listen = %at, "listening");
+                t.set_forward(key.0, &key.1, ForwardState::Active, None, Some(at));
                 return Some(l);
             }
             Err(e) => {
-                warn!(tunnel = %t.name, error = %e, "cannot bind local forward; will retry");
-                t.set_forward(index, ForwardState::Error, Some(e), None);
+                warn!(tunnel = %t.name, forward = %key.1, error = %e, "cannot bind local forward; will retry");
+                t.set_forward(key.0, &key.1, ForwardState::Error, Some(e), None);
             }
         }
         tokio::select! {
-            _ = t.cancel.cancelled() => return None,
+            _ = cancel.cancelled() => return None,
             _ = tokio::time::sleep(schedule.next_delay()) => {}
         }
     }
@@ -269,6 +388,7 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
                 let session = Arc::new(session);
                 let end = serve_session(t, &session).await;
                 t.session.send_replace(None);
+                lock(&t.remote_tasks).clear();
                 shared.conn_cancel.cancel();
                 let Some(why) = end else {
                     goodbye(t, &session).await;
@@ -306,10 +426,6 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
     }
 }
 
-fn remote_index(t: &Tunnel, j: usize) -> usize {
-    t.cfg.local.len() + j
-}
-
 /// Serves an established session until it is lost (returns why) or the tunnel stops
 /// (returns `None`).
 async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String> {
@@ -324,31 +440,18 @@ async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String
             f.state = ForwardState::Pending;
             f.error = None;
         }
+        s.state = TunnelState::Degraded;
+        s.since = SystemTime::now();
+        settle(s);
     });
-    t.set_state(TunnelState::Degraded);
     t.session.send_replace(Some(Arc::clone(session)));
-    let session_done = session.shared.closed.clone();
-    let requests = TaskTracker::new();
-    for (j, fwd) in t.cfg.remote.iter().enumerate() {
-        let (t2, s2, fwd) = (Arc::clone(t), Arc::clone(session), fwd.clone());
-        let stop = session_done.clone();
-        requests.spawn(async move {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = t2.cancel.cancelled() => {}
-                _ = keep_remote(&t2, &s2, j, &fwd) => {}
-            }
-        });
-    }
-    // With no remote forwards the state follows the listeners alone.
-    t.set_forward_state_refresh();
-    requests.close();
+    request_remotes(t, session);
     let interval = t.cfg.server_alive_interval;
     let count = t.cfg.server_alive_count_max;
     let closed = || "connection closed by the server or the network".to_string();
     let end = tokio::select! {
         _ = t.cancel.cancelled() => None,
-        _ = session_done.cancelled() => Some(closed()),
+        _ = session.shared.closed.cancelled() => Some(closed()),
         verdict = heartbeat::watch(&**session, interval, count) => Some(match verdict {
             heartbeat::Verdict::Silent { unanswered } => format!(
                 "server stopped answering: {unanswered} heartbeat(s) unanswered in {:?} \
@@ -362,80 +465,88 @@ async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String
         // Cut it now: on a silent path russh would wait for TCP to give up.
         session.shared.kill.cancel();
     }
-    requests.wait().await;
     end
 }
 
-impl Tunnel {
-    fn set_forward_state_refresh(&self) {
-        self.status.send_modify(|s| {
-            if matches!(s.state, TunnelState::Up | TunnelState::Degraded) {
-                let all = s.forwards.iter().all(|f| f.state == ForwardState::Active);
-                s.state = if all {
-                    TunnelState::Up
-                } else {
-                    TunnelState::Degraded
-                };
-            }
-        });
-    }
-}
-
-/// Requests one remote forward, retrying on its own backoff while the server refuses.
-async fn keep_remote(t: &Tunnel, session: &Session, j: usize, fwd: &RemoteForward) {
-    let index = remote_index(t, j);
-    let counters = t.counters(index);
+/// Requests one remote forward, retrying on its own backoff while the server refuses;
+/// once active, holds it until `stop` (removed by a reload: cancelled on the server too).
+async fn keep_remote(t: &Tunnel, session: &Session, fwd: &RemoteForward, stop: &CancellationToken) {
+    let kind = ForwardKind::Remote;
+    let counters = t.counters(kind, &fwd.spec);
     let mut schedule = Schedule::new(t.cfg.backoff);
-    loop {
-        match remote::request(session, fwd, &counters).await {
+    let bound_port = loop {
+        let attempt = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = remote::request(session, fwd, &counters) => r,
+        };
+        match attempt {
             Ok(bound) => {
                 info!(tunnel = %t.name, forward = %fwd.spec, listen = %bound, "remote forward active");
-                t.set_forward(index, ForwardState::Active, None, Some(bound));
-                return;
+                let port = bound.rsplit(':').next().and_then(|p| p.parse().ok());
+                t.set_forward(kind, &fwd.spec, ForwardState::Active, None, Some(bound));
+                break port;
             }
             Err(russh::Error::RequestDenied) => {
                 let delay = schedule.next_delay();
                 let msg = format!("server refused to listen for {}", fwd.spec);
                 warn!(tunnel = %t.name, forward = %fwd.spec, retry_in = ?delay, hint = remote::STALE_PORT_HINT, "{msg}");
-                t.set_forward(index, ForwardState::Refused, Some(msg), None);
-                tokio::time::sleep(delay).await;
+                t.set_forward(kind, &fwd.spec, ForwardState::Refused, Some(msg), None);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
             }
             Err(e) => {
                 warn!(tunnel = %t.name, forward = %fwd.spec, error = %e, "remote forward request failed");
-                t.set_forward(index, ForwardState::Error, Some(e.to_string()), None);
+                t.set_forward(
+                    kind,
+                    &fwd.spec,
+                    ForwardState::Error,
+                    Some(e.to_string()),
+                    None,
+                );
                 return;
             }
         }
+    };
+    stop.cancelled().await;
+    // Removed while the session lives on: give the port back. (On session loss or
+    // shutdown the token fires too; cancelling on a dead session costs at most a second.)
+    if !t.cancel.is_cancelled() && !session.shared.closed.is_cancelled() {
+        remote::cancel(session, fwd, bound_port).await;
+        remote::forget(session, fwd, bound_port);
+        info!(tunnel = %t.name, forward = %fwd.spec, "remote forward removed");
     }
 }
 
 /// On shutdown: cancel remote listeners and say goodbye, each bounded in time.
 async fn goodbye(t: &Tunnel, session: &Session) {
-    let bound: Vec<Option<u32>> = {
+    let active: Vec<(RemoteForward, Option<u32>)> = {
         let s = t.status.borrow();
-        (0..t.cfg.remote.len())
-            .map(|j| {
-                let f = &s.forwards[remote_index(t, j)];
+        lock(&t.remotes)
+            .iter()
+            .filter_map(|fwd| {
+                let f = s
+                    .forwards
+                    .iter()
+                    .find(|f| f.kind == ForwardKind::Remote && f.spec == fwd.spec)?;
                 if f.state != ForwardState::Active {
                     return None;
                 }
-                f.bound
+                let port = f
+                    .bound
                     .as_deref()
                     .and_then(|b| b.rsplit(':').next())
-                    .and_then(|p| p.parse().ok())
+                    .and_then(|p| p.parse().ok());
+                (port.is_some() || matches!(fwd.listen, RemoteListen::Unix(_)))
+                    .then(|| (fwd.clone(), port))
             })
             .collect()
     };
     // All at once: each waits up to a second for a server that may not answer.
-    let cancels = t
-        .cfg
-        .remote
+    let cancels = active
         .iter()
-        .zip(bound)
-        .filter(|(fwd, port)| {
-            port.is_some() || matches!(fwd.listen, tunneld_config::RemoteListen::Unix(_))
-        })
-        .map(|(fwd, port)| remote::cancel(session, fwd, port));
+        .map(|(fwd, port)| remote::cancel(session, fwd, *port));
     futures_util::future::join_all(cancels).await;
     // disconnect() only queues the message: wait until the session task has sent it and
     // ended, so the server logs a clean disconnect rather than a dropped connection.
@@ -448,6 +559,3 @@ async fn goodbye(t: &Tunnel, session: &Session) {
     })
     .await;
 }
-
-/// How long a stopping tunnel waits for the server to take its disconnect.
-const GOODBYE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);

@@ -107,6 +107,19 @@ pub(crate) async fn cancel(session: &Session, fwd: &RemoteForward, bound_port: O
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), cancel).await;
 }
 
+/// Drops the routing entry of a cancelled remote forward.
+pub(crate) fn forget(session: &Session, fwd: &RemoteForward, bound_port: Option<u32>) {
+    match &fwd.listen {
+        RemoteListen::Tcp { bind, port } => {
+            let port = bound_port.unwrap_or(u32::from(*port));
+            routes(session).tcp.remove(&(bind.clone(), port));
+        }
+        RemoteListen::Unix(path) => {
+            routes(session).unix.remove(path);
+        }
+    }
+}
+
 fn routes(session: &Session) -> std::sync::MutexGuard<'_, crate::session::Routes> {
     session
         .shared
