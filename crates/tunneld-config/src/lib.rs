@@ -47,6 +47,12 @@ pub fn default_config_path() -> PathBuf {
     }
 }
 
+/// The control socket used when `[daemon] socket` is not set: `/run/tunneld/tunneld.sock`
+/// for root, else `$XDG_RUNTIME_DIR/tunneld.sock`.
+pub fn default_socket_path() -> PathBuf {
+    Env::current().default_socket()
+}
+
 /// Reads and parses the configuration file at `path`.
 ///
 /// # Errors

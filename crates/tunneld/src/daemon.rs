@@ -1,52 +1,216 @@
-//! `tunneld run`: logging, the tokio runtime, and signals around the core's [`Daemon`].
+//! `tunneld run`: the daemon's own loop around the engine. It owns the [`Daemon`] and
+//! serves, one at a time: signals, control-socket requests, config file changes, the
+//! systemd watchdog and status updates. Pinging the watchdog from this loop means a
+//! wedged loop stops the pings and systemd restarts us.
 
-use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
+use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::info;
-use tracing_subscriber::EnvFilter;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
 use tunneld_config::Config;
-use tunneld_core::Daemon;
+use tunneld_core::{Daemon, TunnelStatus};
+
+use crate::control::{self, Command, ControlSocket};
+use crate::render;
+use crate::service::{self, Notifier};
+use crate::watch::{ConfigWatcher, watch_config};
 
 /// Worker threads: the SSH packet path is CPU-bound per session, two workers cover a
 /// busy tunnel, more only cost memory on the small boxes tunneld runs on.
 const WORKER_THREADS: usize = 2;
-
-fn init_logging(config: &Config) {
-    // RUST_LOG overrides the file; russh's own chatter stays at warn unless asked for.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{},russh=warn", config.daemon.log_level)));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
+/// Editors and deploy tools write in bursts; one reload per burst.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Runs until SIGTERM or SIGINT, then stops every tunnel and returns.
 ///
 /// # Errors
-/// When the runtime or the signal handlers cannot be set up.
+/// When the runtime, the signal handlers or the control socket cannot be set up.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    init_logging(&config);
+    service::init_logging(&config.daemon.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-        let daemon = Daemon::start(&config);
-        info!(config = %config.path.display(), tunnels = config.tunnels.len(), "tunneld started");
-        let why = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+    runtime.block_on(serve(config))
+}
+
+/// The file watcher when `[daemon] watch` asks for one.
+struct Watch {
+    _watcher: ConfigWatcher,
+    events: mpsc::Receiver<()>,
+}
+
+fn start_watch(config: &Config) -> Option<Watch> {
+    if !config.daemon.watch {
+        return None;
+    }
+    match watch_config(&config.path, WATCH_DEBOUNCE) {
+        Ok((watcher, events)) => Some(Watch {
+            _watcher: watcher,
+            events,
+        }),
+        Err(e) => {
+            warn!(config = %config.path.display(), error = %e, "cannot watch the configuration file; reload with tunneld reload or SIGHUP");
+            None
+        }
+    }
+}
+
+async fn next_file_event(watch: &mut Option<Watch>) {
+    match watch {
+        Some(w) => {
+            if w.events.recv().await.is_none() {
+                *watch = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when any tunnel's status changes; drops channels of tunnels that are gone.
+async fn any_change(rxs: &mut Vec<watch::Receiver<TunnelStatus>>) {
+    if rxs.is_empty() {
+        return std::future::pending().await;
+    }
+    let (result, index, _) =
+        futures_util::future::select_all(rxs.iter_mut().map(|rx| Box::pin(rx.changed()))).await;
+    if result.is_err() {
+        rxs.swap_remove(index);
+    }
+}
+
+fn receivers(daemon: &Daemon) -> Vec<watch::Receiver<TunnelStatus>> {
+    daemon
+        .status()
+        .iter()
+        .filter_map(|s| daemon.watch(&s.name))
+        .collect()
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let notifier = Notifier::from_env();
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let socket =
+        ControlSocket::bind(&config.daemon.socket, config.daemon.socket_group.as_deref()).await?;
+    let (requests, mut incoming) = mpsc::channel(16);
+    let control = tokio::spawn(socket.serve(requests));
+
+    let mut daemon = Daemon::start(&config);
+    let mut file_watch = start_watch(&config);
+    let mut changes = receivers(&daemon);
+    let mut status_line = render::status_line(&daemon.status());
+    notifier.ready(&status_line);
+    info!(config = %config.path.display(), tunnels = config.tunnels.len(), socket = %config.daemon.socket.display(), "tunneld started");
+
+    let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
+    let why = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = hup.recv() => {
+                reload(&mut daemon, &notifier, "SIGHUP").await;
+                after_reload(&daemon, &mut file_watch, &mut changes);
+            }
+            _ = next_file_event(&mut file_watch) => {
+                if file_watch.is_some() {
+                    reload(&mut daemon, &notifier, "file change").await;
+                    after_reload(&daemon, &mut file_watch, &mut changes);
+                }
+            }
+            Some(request) = incoming.recv() => {
+                let response = match request.command {
+                    Command::Status => json!({
+                        "version": control::PROTOCOL_VERSION,
+                        "ok": true,
+                        "status": render::status_json(&daemon.status()),
+                    }),
+                    Command::Reload => {
+                        let r = reload(&mut daemon, &notifier, "tunneld reload").await;
+                        after_reload(&daemon, &mut file_watch, &mut changes);
+                        r
+                    }
+                };
+                let _ = request.reply.send(response);
+            }
+            _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                notifier.watchdog_ping();
+            }
+            _ = any_change(&mut changes) => {}
+        }
+        let line = render::status_line(&daemon.status());
+        if line != status_line {
+            notifier.status(&line);
+            status_line = line;
+        }
+    };
+    info!(signal = why, "stopping");
+    notifier.stopping();
+    control.abort();
+    let _ = control.await;
+    daemon.shutdown().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Re-arms what depends on the config after a reload: the file watch and the list of
+/// tunnels whose status feeds `STATUS=`.
+fn after_reload(
+    daemon: &Daemon,
+    file_watch: &mut Option<Watch>,
+    changes: &mut Vec<watch::Receiver<TunnelStatus>>,
+) {
+    let wanted = daemon.config().daemon.watch;
+    if wanted != file_watch.is_some() {
+        *file_watch = if wanted {
+            start_watch(daemon.config())
+        } else {
+            None
         };
-        info!(signal = why, "stopping");
-        daemon.shutdown().await;
-        info!("stopped");
-        Ok(())
-    })
+    }
+    *changes = receivers(daemon);
+}
+
+/// Re-reads the file the daemon was started with and applies it by difference. An
+/// invalid file changes nothing; its errors are logged and returned.
+async fn reload(daemon: &mut Daemon, notifier: &Notifier, trigger: &str) -> Value {
+    notifier.reloading();
+    let path: PathBuf = daemon.config().path.clone();
+    let response = match crate::load_config(&path) {
+        Err(errors) => {
+            for e in &errors {
+                warn!(trigger, "{e}");
+            }
+            warn!(trigger, config = %path.display(), "reload refused: the configuration is invalid; still running the previous one");
+            json!({"version": control::PROTOCOL_VERSION, "ok": false, "errors": errors})
+        }
+        Ok(new) => {
+            let diff = daemon.apply(&new).await;
+            for line in diff.summary().lines() {
+                info!(trigger, "reload: {line}");
+            }
+            let names = |v: &[String]| v.to_vec();
+            json!({
+                "version": control::PROTOCOL_VERSION,
+                "ok": true,
+                "reload": {
+                    "summary": diff.summary(),
+                    "added": names(&diff.added),
+                    "removed": names(&diff.removed),
+                    "restarted": names(&diff.restarted),
+                    "updated": diff.updated.iter().map(|u| u.name.clone()).collect::<Vec<_>>(),
+                    "unchanged": names(&diff.unchanged),
+                    "needs_restart": names(&diff.needs_restart),
+                }
+            })
+        }
+    };
+    notifier.ready(&render::status_line(&daemon.status()));
+    response
 }

@@ -1,16 +1,29 @@
-//! The `tunneld` command: runs the daemon and checks configuration files.
+//! The `tunneld` command: runs the daemon, checks configuration files, and talks to a
+//! running daemon over its control socket.
 //!
 //! Layout:
 //! - `main` (this file): the command line and exit codes.
-//! - `daemon`: `tunneld run`: logging, the runtime, signals.
+//! - `daemon`: `tunneld run`: the daemon's loop (signals, reload, watchdog, status).
+//! - `control`: the control socket, server and client.
+//! - `render`: status as JSON, as a table, and as systemd's `STATUS=` line.
+//! - `service`: logging (journald or stderr) and systemd's notify protocol.
+//! - `watch`: watching the configuration file.
 
+mod control;
 mod daemon;
+mod render;
+mod service;
+mod watch;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Exit code for a runtime failure.
+const EXIT_FAILURE: u8 = 1;
+/// Exit code when no daemon answers (EX_UNAVAILABLE).
+const EXIT_UNAVAILABLE: u8 = 69;
 /// Exit code for a bad configuration file (EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
 
@@ -37,37 +50,70 @@ impl ConfigArg {
     }
 }
 
+#[derive(clap::Args)]
+struct ClientArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Control socket of the daemon [default: [daemon] socket of the configuration file]
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// `--socket`, else the file's `[daemon] socket`, else the default socket.
+    fn socket(&self) -> PathBuf {
+        if let Some(s) = &self.socket {
+            return s.clone();
+        }
+        match tunneld_config::load(&self.config.path()) {
+            Ok(c) => c.daemon.socket,
+            Err(_) => tunneld_config::default_socket_path(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon in the foreground (systemd runs this).
     Run(ConfigArg),
     /// Validate the configuration file and print a summary of each tunnel.
     Check(ConfigArg),
+    /// Ask the running daemon to re-read its configuration file, and print what changed.
+    Reload(ClientArgs),
+    /// Show the running daemon's tunnels.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Print the status as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-/// Loads the file and refuses what this version cannot do yet, printing every problem.
-fn load(path: &std::path::Path) -> Option<tunneld_config::Config> {
-    let config = match tunneld_config::load(path) {
-        Ok(c) => c,
-        Err(errors) => {
-            eprint!("{errors}");
-            return None;
-        }
-    };
-    let unsupported: Vec<&String> = config
+/// Loads the file and refuses what this version cannot do yet.
+///
+/// # Errors
+/// Every problem, one message each (`FILE:LINE:COL: message` where the position is known).
+pub(crate) fn load_config(path: &Path) -> Result<tunneld_config::Config, Vec<String>> {
+    let config = tunneld_config::load(path)
+        .map_err(|e| e.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    let unsupported: Vec<String> = config
         .tunnels
         .iter()
         .filter(|(_, t)| !t.proxy_jump.is_empty())
-        .map(|(name, _)| name)
+        .map(|(name, _)| {
+            format!(
+                "{}: tunnel \"{name}\": {}",
+                path.display(),
+                tunneld_core::PROXY_JUMP_UNSUPPORTED
+            )
+        })
         .collect();
-    for name in &unsupported {
-        eprintln!(
-            "{}: tunnel \"{name}\": {}",
-            path.display(),
-            tunneld_core::PROXY_JUMP_UNSUPPORTED
-        );
+    if unsupported.is_empty() {
+        Ok(config)
+    } else {
+        Err(unsupported)
     }
-    unsupported.is_empty().then_some(config)
 }
 
 fn main() -> ExitCode {
@@ -75,23 +121,86 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(arg) => check(&arg.path()),
         Command::Run(arg) => {
-            let Some(config) = load(&arg.path()) else {
-                return ExitCode::from(EXIT_CONFIG);
+            let config = match load_config(&arg.path()) {
+                Ok(c) => c,
+                Err(errors) => {
+                    errors.iter().for_each(|e| eprintln!("{e}"));
+                    return ExitCode::from(EXIT_CONFIG);
+                }
             };
             match daemon::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tunneld: {e:#}");
-                    ExitCode::FAILURE
+                    ExitCode::from(EXIT_FAILURE)
                 }
             }
+        }
+        Command::Status { client, json } => {
+            client_call(&client.socket(), control::Command::Status, |v| {
+                if json {
+                    println!("{:#}", v["status"]);
+                } else {
+                    print!(
+                        "{}",
+                        render::status_table(&v["status"], std::time::SystemTime::now())
+                    );
+                }
+            })
+        }
+        Command::Reload(client) => client_call(&client.socket(), control::Command::Reload, |v| {
+            println!("{}", v["reload"]["summary"].as_str().unwrap_or("reloaded"));
+        }),
+    }
+}
+
+/// Runs one control-socket call; `show` prints a successful answer.
+fn client_call(
+    socket: &Path,
+    command: control::Command,
+    show: impl FnOnce(&serde_json::Value),
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tunneld: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(control::call(socket, command)) {
+        Ok(v) if v["ok"] == true => {
+            show(&v);
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            let errors = v["errors"].as_array().cloned().unwrap_or_default();
+            for e in &errors {
+                eprintln!("{}", e.as_str().unwrap_or("error"));
+            }
+            if command == control::Command::Reload {
+                eprintln!("tunneld: the daemon kept its previous configuration");
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+        Err(e @ control::ClientError::Unreachable { .. }) => {
+            eprintln!("tunneld: {e}");
+            ExitCode::from(EXIT_UNAVAILABLE)
+        }
+        Err(e) => {
+            eprintln!("tunneld: {e}");
+            ExitCode::from(EXIT_FAILURE)
         }
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
-    match load(path) {
-        Some(config) => {
+fn check(path: &Path) -> ExitCode {
+    match load_config(path) {
+        Ok(config) => {
             for t in config.tunnels.values() {
                 println!("{}", summary(t));
             }
@@ -103,7 +212,10 @@ fn check(path: &std::path::Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        None => ExitCode::from(EXIT_CONFIG),
+        Err(errors) => {
+            errors.iter().for_each(|e| eprintln!("{e}"));
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 

@@ -1,10 +1,8 @@
 //! The real `tunneld` binary: `check` exit codes and messages, `run` with SIGTERM, and
 //! authentication through ssh-agent.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tunneld_tests::net::{echo_roundtrip, free_port};
@@ -14,6 +12,15 @@ use crate::harness::*;
 
 /// `tunneld run` stops within this bound on SIGTERM (SPEC: 5 s).
 const STOP_BOUND: Duration = Duration::from_secs(5);
+
+/// A config for `tunneld run`: its control socket in the test's own folder.
+fn write_run_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let socket = dir.join("tunneld.sock");
+    write_config(
+        dir,
+        &format!("[daemon]\nsocket = \"{}\"\n{text}", socket.display()),
+    )
+}
 
 fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("tunneld.toml");
@@ -84,88 +91,6 @@ fn missing_file_and_bad_usage() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// A running `tunneld run` whose stderr lines arrive on a channel.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    fn start(config: &std::path::Path, env: &[(&str, &str)]) -> Running {
-        let mut cmd = Command::new(tunneld_bin());
-        cmd.args(["run", "-c"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a log line containing `needle`.
-    fn wait_line(&mut self, needle: &str) {
-        let deadline = Instant::now() + UP_TIMEOUT;
-        while Instant::now() < deadline {
-            match self.lines.recv_timeout(deadline - Instant::now()) {
-                Ok(line) => {
-                    let hit = line.contains(needle);
-                    self.seen.push(line);
-                    if hit {
-                        return;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!(
-            "no log line with {needle:?}; saw:\n{}",
-            self.seen.join("\n")
-        );
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
-    }
-
-    /// Waits for exit within `bound`; returns the exit code and how long it took.
-    fn wait_exit(&mut self, bound: Duration) -> (Option<i32>, Duration) {
-        let start = Instant::now();
-        while start.elapsed() < bound {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code(), start.elapsed());
-            }
-            // Polling a child's exit: there is no async wait on std::process::Child.
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        panic!("tunneld did not exit within {bound:?}");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_serves_then_stops_on_sigterm_and_sigint_with_exit_0() {
     let mut sshd = Sshd::start().await.unwrap();
@@ -182,7 +107,7 @@ async fn run_serves_then_stops_on_sigterm_and_sigint_with_exit_0() {
                 echo.port()
             ),
         );
-        let path = write_config(dir.path(), &text);
+        let path = write_run_config(dir.path(), &text);
         let mut run = Running::start(&path, &[]);
         run.wait_line("remote forward active");
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -257,7 +182,7 @@ async fn an_encrypted_key_works_through_ssh_agent() {
         &sshd.client_key().display().to_string(),
         &key.display().to_string(),
     );
-    let path = write_config(dir.path(), &text);
+    let path = write_run_config(dir.path(), &text);
     let mut run = Running::start(&path, &[("SSH_AUTH_SOCK", sock.to_str().unwrap())]);
     run.wait_line("connected");
     run.signal(libc::SIGTERM);

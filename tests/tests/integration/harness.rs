@@ -1,8 +1,12 @@
 //! Shared set-up for the integration tests.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
+use std::time::Instant;
 
 use tokio::sync::watch;
 use tunneld_config::Config;
@@ -136,4 +140,86 @@ pub fn tunneld_bin() -> PathBuf {
         bin
     })
     .clone()
+}
+
+/// A running `tunneld run` whose stderr lines arrive on a channel.
+pub struct Running {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    pub fn start(config: &std::path::Path, env: &[(&str, &str)]) -> Running {
+        let mut cmd = Command::new(tunneld_bin());
+        cmd.args(["run", "-c"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub fn wait_line(&mut self, needle: &str) {
+        let deadline = Instant::now() + UP_TIMEOUT;
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(deadline - Instant::now()) {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    self.seen.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no log line with {needle:?}; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// Waits for exit within `bound`; returns the exit code and how long it took.
+    pub fn wait_exit(&mut self, bound: Duration) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        while start.elapsed() < bound {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), start.elapsed());
+            }
+            // Polling a child's exit: there is no async wait on std::process::Child.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        panic!("tunneld did not exit within {bound:?}");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -7,11 +7,13 @@
 //! - `trust`: host key checking and authentication failures.
 //! - `resilience`: server down, crash and restart, black hole, reset, refuse, held port, 100 tunnels.
 //! - `stall`: a stalled local reader does not freeze the session.
+//! - `ops`: control socket, status, reload by difference, file watch, systemd notify.
 //! - `cli`: `tunneld check` and `tunneld run` as a process (exit codes, SIGTERM).
 
 mod cli;
 mod forwards;
 mod harness;
+mod ops;
 mod resilience;
 mod stall;
 mod trust;
