@@ -34,7 +34,12 @@ pub(crate) enum Verdict {
 ///
 /// # Cancellation
 /// Drop the future to stop probing; nothing is left running.
-pub(crate) async fn watch<P: Probe>(peer: &P, interval: Duration, count: u32) -> Verdict {
+pub(crate) async fn watch<P: Probe>(
+    peer: &P,
+    interval: Duration,
+    count: u32,
+    tunnel: &str,
+) -> Verdict {
     let window = interval * count.max(1);
     let mut last_answer = Instant::now();
     let mut unanswered = 0u32;
@@ -48,6 +53,8 @@ pub(crate) async fn watch<P: Probe>(peer: &P, interval: Duration, count: u32) ->
             _ = ticks.tick() => {
                 if in_flight.is_terminated() {
                     in_flight.set(futures_util::FutureExt::fuse(peer.ping()));
+                } else {
+                    tracing::warn!(tunnel, unanswered, of = count, "heartbeat unanswered");
                 }
                 unanswered += 1;
             }
@@ -110,7 +117,7 @@ mod tests {
         let peer = FakePeer::new(Duration::from_millis(50));
         peer.silent.store(true, Ordering::SeqCst);
         let start = Instant::now();
-        let verdict = watch(&peer, INTERVAL, 2).await;
+        let verdict = watch(&peer, INTERVAL, 2, "t").await;
         assert!(matches!(verdict, Verdict::Silent { .. }), "{verdict:?}");
         assert_eq!(start.elapsed(), INTERVAL * 2);
         // One probe pending is enough: no pile-up behind an unanswered one.
@@ -121,7 +128,7 @@ mod tests {
     async fn silence_after_answers_is_counted_from_the_last_answer() {
         let peer = std::sync::Arc::new(FakePeer::new(Duration::from_millis(100)));
         let p = std::sync::Arc::clone(&peer);
-        let watcher = tokio::spawn(async move { watch(&*p, INTERVAL, 3).await });
+        let watcher = tokio::spawn(async move { watch(&*p, INTERVAL, 3, "t").await });
         // Healthy for a while: probes at 2, 4, 6 s answered 100 ms later.
         tokio::time::sleep(Duration::from_millis(6_500)).await;
         assert!(!watcher.is_finished());
@@ -138,7 +145,8 @@ mod tests {
     async fn a_slow_but_answering_peer_stays_alive() {
         // Answers take 1.9 s of a 2 s interval: never dead.
         let peer = FakePeer::new(Duration::from_millis(1_900));
-        let r = tokio::time::timeout(Duration::from_secs(600), watch(&peer, INTERVAL, 2)).await;
+        let r =
+            tokio::time::timeout(Duration::from_secs(600), watch(&peer, INTERVAL, 2, "t")).await;
         assert!(r.is_err(), "declared dead: {r:?}");
     }
 
@@ -147,7 +155,7 @@ mod tests {
         let peer = FakePeer::new(Duration::ZERO);
         peer.closed.store(true, Ordering::SeqCst);
         let start = Instant::now();
-        assert_eq!(watch(&peer, INTERVAL, 3).await, Verdict::Closed);
+        assert_eq!(watch(&peer, INTERVAL, 3, "t").await, Verdict::Closed);
         assert_eq!(start.elapsed(), INTERVAL);
     }
 }

@@ -66,6 +66,8 @@ pub(crate) struct SessionShared {
     /// Cuts the session's TCP connection (a dead peer never answers a polite disconnect,
     /// and russh's session task would wait on it for as long as TCP retransmits).
     pub kill: CancellationToken,
+    /// The server's identification string (`SSH-2.0-OpenSSH_9.2p1 ...`), for the log.
+    pub server_version: Mutex<Option<String>>,
 }
 
 /// Our russh client handler.
@@ -178,6 +180,24 @@ impl client::Handler for ClientHandler {
                 Ok(false)
             }
         }
+    }
+
+    async fn openssh_ext_host_keys_announced(
+        &mut self,
+        _keys: Vec<PublicKey>,
+        session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        // OpenSSH announces its keys right after authentication: a good moment to note
+        // who we are talking to. The keys themselves are not trusted or used.
+        let id = String::from_utf8_lossy(session.remote_sshid())
+            .trim()
+            .to_string();
+        *self
+            .shared
+            .server_version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(id);
+        Ok(())
     }
 
     async fn server_channel_open_forwarded_tcpip(

@@ -144,7 +144,8 @@ pub struct TunnelStatus {
     pub state: TunnelState,
     /// The server in use (`host:port`).
     pub host: String,
-    /// When the current state was entered.
+    /// When the current state was entered; for `up` and `degraded`, when the session
+    /// came up (a forward coming and going does not reset it).
     pub since: SystemTime,
     /// Sessions lost and re-established since start.
     pub reconnects: u64,

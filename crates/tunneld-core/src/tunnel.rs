@@ -95,6 +95,7 @@ fn forward_list(cfg: &TunnelConfig, old: &[ForwardStatus]) -> Vec<ForwardStatus>
 }
 
 /// Up when every forward is active, degraded otherwise (only while a session is up).
+/// `since` is left alone: it marks when the session came up, not when a forward changed.
 fn settle(s: &mut TunnelStatus) {
     if matches!(s.state, TunnelState::Up | TunnelState::Degraded) {
         let all = s.forwards.iter().all(|f| f.state == ForwardState::Active);
@@ -103,10 +104,8 @@ fn settle(s: &mut TunnelStatus) {
         } else {
             TunnelState::Degraded
         };
-        if next != s.state {
-            s.state = next;
-            s.since = SystemTime::now();
-        }
+        // Up and degraded share one session: `since` keeps counting its uptime.
+        s.state = next;
     }
 }
 
@@ -362,6 +361,7 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
             connect_timeout: t.cfg.connect_timeout,
             stall: t.stall(),
             kill: CancellationToken::new(),
+            server_version: Mutex::default(),
         });
         info!(tunnel = %t.name, host = %host, "connecting");
         let attempt = async {
@@ -429,7 +429,10 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
 /// Serves an established session until it is lost (returns why) or the tunnel stops
 /// (returns `None`).
 async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String> {
-    info!(tunnel = %t.name, host = %t.cfg.hosts[0], host_key = %session.host_key, "connected");
+    let server = lock(&session.shared.server_version)
+        .clone()
+        .unwrap_or_default();
+    info!(tunnel = %t.name, host = %t.cfg.hosts[0], server = %server, host_key = %session.host_key, "connected");
     t.status.send_modify(|s| {
         s.last_error = None;
         for f in s
@@ -452,7 +455,7 @@ async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String
     let end = tokio::select! {
         _ = t.cancel.cancelled() => None,
         _ = session.shared.closed.cancelled() => Some(closed()),
-        verdict = heartbeat::watch(&**session, interval, count) => Some(match verdict {
+        verdict = heartbeat::watch(&**session, interval, count, &t.name) => Some(match verdict {
             heartbeat::Verdict::Silent { unanswered } => format!(
                 "server stopped answering: {unanswered} heartbeat(s) unanswered in {:?} \
                  (server_alive_interval {interval:?} x server_alive_count_max {count})",

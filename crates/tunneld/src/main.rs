@@ -65,11 +65,37 @@ impl ClientArgs {
         if let Some(s) = &self.socket {
             return s.clone();
         }
-        match tunneld_config::load(&self.config.path()) {
+        let path = self.config.path();
+        match tunneld_config::load(&path) {
             Ok(c) => c.daemon.socket,
-            Err(_) => tunneld_config::default_socket_path(),
+            // A file being edited may be invalid: that is when `reload` must still reach
+            // the daemon to be told so. Take the socket line alone.
+            Err(_) => socket_line(&path).unwrap_or_else(tunneld_config::default_socket_path),
         }
     }
+}
+
+/// `socket = "..."` from the `[daemon]` table of a file that may not parse as a whole.
+fn socket_line(path: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut in_daemon = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_daemon = line.trim_end_matches(|c: char| c != ']') == "[daemon]";
+            continue;
+        }
+        let Some(value) = line.strip_prefix("socket").map(str::trim_start) else {
+            continue;
+        };
+        let Some(value) = value.strip_prefix('=').map(str::trim) else {
+            continue;
+        };
+        if in_daemon {
+            let quoted = value.strip_prefix('"')?.split('"').next()?;
+            return Some(PathBuf::from(quoted));
+        }
+    }
+    None
 }
 
 #[derive(Subcommand)]

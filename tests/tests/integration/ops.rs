@@ -254,6 +254,23 @@ async fn an_invalid_file_changes_nothing_through_reload_or_the_watch() {
         stderr.contains("kept its previous configuration"),
         "{stderr}"
     );
+    // A file that is not even TOML: `reload -c` still finds the daemon's socket in it.
+    let broken = format!(
+        "{}{}",
+        daemon_table(svc.dir.path(), true),
+        good.replace("port = ", "port = \"x")
+    );
+    std::fs::write(svc.config_path(), broken).unwrap();
+    let out = Command::new(tunneld_bin())
+        .args(["reload", "-c"])
+        .arg(svc.config_path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid TOML"),
+        "{out:?}"
+    );
     let after = svc.status();
     assert_eq!(tunnel(&after, "t")["since"], tunnel(&before, "t")["since"]);
     echo_roundtrip(
