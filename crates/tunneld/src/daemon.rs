@@ -102,6 +102,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (requests, mut incoming) = mpsc::channel(16);
     let control = tokio::spawn(socket.serve(requests));
 
+    for note in crate::not_yet_used(&config) {
+        warn!("{note}");
+    }
     let mut daemon = Daemon::start(&config);
     let mut file_watch = start_watch(&config);
     let mut changes = receivers(&daemon);

@@ -114,6 +114,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (roff): tunneld(1) and one per subcommand, as packaged.
+    #[command(hide = true)]
+    Man {
+        /// Folder to write tunneld.1, tunneld-run.1, ... into.
+        dir: PathBuf,
+    },
 }
 
 /// Loads the file and refuses what this version cannot do yet.
@@ -140,6 +151,23 @@ pub(crate) fn load_config(path: &Path) -> Result<tunneld_config::Config, Vec<Str
     } else {
         Err(unsupported)
     }
+}
+
+/// Settings this version accepts but does not act on yet; said at check and at start.
+pub(crate) fn not_yet_used(config: &tunneld_config::Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(addr) = &config.daemon.metrics {
+        notes.push(format!(
+            "[daemon] metrics = \"{addr}\": no metrics endpoint is served by this version"
+        ));
+    }
+    for t in config.tunnels.values().filter(|t| t.hosts.len() > 1) {
+        notes.push(format!(
+            "tunnel \"{}\": only the first host ({}) is used; failover to the others is not implemented yet",
+            t.name, t.hosts[0]
+        ));
+    }
+    notes
 }
 
 fn main() -> ExitCode {
@@ -174,10 +202,44 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "tunneld", &mut script);
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => match write_man_pages(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tunneld: {e:#}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
         Command::Reload(client) => client_call(&client.socket(), control::Command::Reload, |v| {
             println!("{}", v["reload"]["summary"].as_str().unwrap_or("reloaded"));
         }),
     }
+}
+
+/// Writes tunneld(1) and a page per visible subcommand into `dir`.
+fn write_man_pages(dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut pages = vec![("tunneld".to_string(), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("tunneld-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().name(name)));
+    }
+    for (name, page) in pages {
+        let mut roff = Vec::new();
+        clap_mangen::Man::new(page).render(&mut roff)?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, roff).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Runs one control-socket call; `show` prints a successful answer.
@@ -229,6 +291,9 @@ fn check(path: &Path) -> ExitCode {
         Ok(config) => {
             for t in config.tunnels.values() {
                 println!("{}", summary(t));
+            }
+            for note in not_yet_used(&config) {
+                eprintln!("{}: warning: {note}", path.display());
             }
             println!(
                 "{}: ok, {} tunnel{}",
