@@ -94,19 +94,20 @@ fn forward_list(cfg: &TunnelConfig, old: &[ForwardStatus]) -> Vec<ForwardStatus>
     .collect()
 }
 
-/// Up when every forward is active, degraded otherwise (only while a session is up).
-/// `since` is left alone: it marks when the session came up, not when a forward changed.
-fn settle(s: &mut TunnelStatus) {
-    if matches!(s.state, TunnelState::Up | TunnelState::Degraded) {
-        let all = s.forwards.iter().all(|f| f.state == ForwardState::Active);
-        let next = if all {
-            TunnelState::Up
-        } else {
-            TunnelState::Degraded
-        };
-        // Up and degraded share one session: `since` keeps counting its uptime.
-        s.state = next;
+/// While a session is up: `up` when every forward is active, `degraded` when one is not;
+/// a fresh session stays `connecting` until each forward has had its first answer, so
+/// `up` means ready. `since` is left alone: it marks when the session came up.
+fn settle(s: &mut TunnelStatus, session_up: bool) {
+    if !session_up {
+        return;
     }
+    let pending = s.forwards.iter().any(|f| f.state == ForwardState::Pending);
+    let all_active = s.forwards.iter().all(|f| f.state == ForwardState::Active);
+    s.state = match s.state {
+        TunnelState::Connecting if pending => TunnelState::Connecting,
+        _ if all_active => TunnelState::Up,
+        _ => TunnelState::Degraded,
+    };
 }
 
 impl Tunnel {
@@ -129,6 +130,7 @@ impl Tunnel {
         error: Option<String>,
         bound: Option<String>,
     ) {
+        let up = self.session.borrow().is_some();
         self.status.send_modify(|s| {
             if let Some(f) = s
                 .forwards
@@ -141,7 +143,7 @@ impl Tunnel {
                     f.bound = bound;
                 }
             }
-            settle(s);
+            settle(s, up);
         });
     }
 
@@ -233,9 +235,10 @@ pub(crate) async fn run(
 /// Brings the running forwards in line with `cfg`'s lists: starts new listeners, stops
 /// removed ones, requests and cancels remote forwards on the live session.
 fn reconcile(t: &Arc<Tunnel>, cfg: &TunnelConfig) {
+    let up = t.session.borrow().is_some();
     t.status.send_modify(|s| {
         s.forwards = forward_list(cfg, &s.forwards);
-        settle(s);
+        settle(s, up);
     });
 
     let mut wanted: HashMap<Key, Listen> = HashMap::new();
@@ -443,9 +446,9 @@ async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String
             f.state = ForwardState::Pending;
             f.error = None;
         }
-        s.state = TunnelState::Degraded;
+        s.state = TunnelState::Connecting;
         s.since = SystemTime::now();
-        settle(s);
+        settle(s, true);
     });
     t.session.send_replace(Some(Arc::clone(session)));
     request_remotes(t, session);
