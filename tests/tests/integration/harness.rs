@@ -82,15 +82,19 @@ pub async fn wait_status(
     got.unwrap_or_else(|| panic!("{what}: never happened; last status: {:#?}", *rx.borrow()))
 }
 
-/// The first socket address a forward reports it is bound to (`"127.0.0.1:4000, [::1]:4000"`).
-pub fn bound_addr(status: &TunnelStatus, spec: &str) -> SocketAddr {
-    let f = status
+/// Where a forward reports it is bound, as text.
+fn bound<'a>(status: &'a TunnelStatus, spec: &str) -> &'a str {
+    status
         .forward(spec)
-        .unwrap_or_else(|| panic!("no forward {spec}"));
-    let bound = f
+        .unwrap_or_else(|| panic!("no forward {spec}"))
         .bound
         .as_deref()
-        .unwrap_or_else(|| panic!("forward {spec} not bound"));
+        .unwrap_or_else(|| panic!("forward {spec} not bound"))
+}
+
+/// The first socket address a forward reports it is bound to (`"127.0.0.1:4000, [::1]:4000"`).
+pub fn bound_addr(status: &TunnelStatus, spec: &str) -> SocketAddr {
+    let bound = bound(status, spec);
     bound
         .split(", ")
         .next()
@@ -100,13 +104,7 @@ pub fn bound_addr(status: &TunnelStatus, spec: &str) -> SocketAddr {
 
 /// The port the server allocated for a remote forward (`"localhost:41234"`).
 pub fn remote_port(status: &TunnelStatus, spec: &str) -> u16 {
-    let f = status
-        .forward(spec)
-        .unwrap_or_else(|| panic!("no forward {spec}"));
-    let bound = f
-        .bound
-        .as_deref()
-        .unwrap_or_else(|| panic!("forward {spec} not bound"));
+    let bound = bound(status, spec);
     bound
         .rsplit(':')
         .next()

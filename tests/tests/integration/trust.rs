@@ -9,6 +9,14 @@ use tunneld_tests::{EchoServer, Sshd};
 
 use crate::harness::*;
 
+/// A SOCKS tunnel to `sshd` that logs in with `key` instead of the kit's key.
+fn with_key(sshd: &Sshd, key: &std::path::Path) -> String {
+    tunnel_toml(sshd, "t", "dynamic = [\"0\"]").replace(
+        &sshd.client_key().display().to_string(),
+        &key.display().to_string(),
+    )
+}
+
 /// Starts a one-local-forward tunnel with `text` and waits for its first failure.
 async fn first_error(text: &str) -> (Daemon, String) {
     let daemon = Daemon::start(&config(text));
@@ -107,10 +115,7 @@ async fn wrong_key_or_user_gives_a_clear_error() {
     let stranger = sshd
         .generate_client_key("stranger", "ed25519", false)
         .unwrap();
-    let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]").replace(
-        &sshd.client_key().display().to_string(),
-        &stranger.display().to_string(),
-    );
+    let text = with_key(&sshd, &stranger);
     let (daemon, error) = first_error(&text).await;
     assert!(
         error.starts_with(&format!(
@@ -143,10 +148,7 @@ async fn a_private_key_readable_by_others_is_refused() {
     let sshd = Sshd::start().await.unwrap();
     let key = sshd.generate_client_key("open", "ed25519", true).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]").replace(
-        &sshd.client_key().display().to_string(),
-        &key.display().to_string(),
-    );
+    let text = with_key(&sshd, &key);
     let (daemon, error) = first_error(&text).await;
     assert!(error.contains("permissions 0644"), "{error}");
     assert!(error.contains("too open"), "{error}");
@@ -158,10 +160,7 @@ async fn ecdsa_and_rsa_keys_log_in() {
     let sshd = Sshd::start().await.unwrap();
     for kind in ["ecdsa", "rsa"] {
         let key = sshd.generate_client_key(kind, kind, true).unwrap();
-        let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]").replace(
-            &sshd.client_key().display().to_string(),
-            &key.display().to_string(),
-        );
+        let text = with_key(&sshd, &key);
         let (daemon, _) = start_up(&text, "t").await;
         daemon.shutdown().await;
     }
@@ -184,10 +183,7 @@ async fn encrypted_key_without_agent_says_what_to_do() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]").replace(
-        &sshd.client_key().display().to_string(),
-        &key.display().to_string(),
-    );
+    let text = with_key(&sshd, &key);
     let (daemon, error) = first_error(&text).await;
     assert!(error.contains("is encrypted"), "{error}");
     assert!(error.contains("ssh-add"), "{error}");
@@ -201,10 +197,7 @@ async fn failures_only_an_operator_can_fix_retry_at_the_backoff_ceiling() {
     let stranger = sshd
         .generate_client_key("stranger", "ed25519", false)
         .unwrap();
-    let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]").replace(
-        &sshd.client_key().display().to_string(),
-        &stranger.display().to_string(),
-    );
+    let text = with_key(&sshd, &stranger);
     let daemon = Daemon::start(&config(&text));
     let mut rx = daemon.watch("t").unwrap();
     let s = wait_status(&mut rx, "backoff after refused keys", |s| {
