@@ -122,6 +122,9 @@ curl -sS --max-time 10 -x "socks5h://127.0.0.1:$socks_port" "http://localhost:$w
 say "the server saw these channels:"
 grep -E "Accepted publickey|server_input_global_request: rtype tcpip-forward|server_request_direct_tcpip" "$demo/sshd.log" | sed 's/^/    /' || true
 
+say "tunneld status"
+"$tunneld" status -c "$demo/tunneld.toml"
+
 say "stopping tunneld with SIGTERM"
 kill -TERM "$tunneld_pid"
 status=0; wait "$tunneld_pid" || status=$?
