@@ -1,0 +1,378 @@
+//! `tunneld-bench`: tunneld against `ssh -N -L/-R` (default cipher and AES-GCM) and
+//! autossh, all on one private OpenSSH sshd on loopback started by the test-kit.
+//!
+//! ```sh
+//! cargo run -p tunneld-bench --release -- [--quick] [--out DIR]
+//! ```
+//!
+//! Prints a Markdown report, writes `DIR/results.json` and `DIR/chart.svg`.
+//!
+//! Layout:
+//! - `main` (this file): the command line, the order of the run, machine facts.
+//! - `contenders`: starting tunneld, ssh and autossh against the sshd, and stopping them.
+//! - `measure`: throughput, latency, connection rate, PSS and CPU time.
+//! - `report`: the results as Markdown, JSON and SVG.
+
+mod contenders;
+mod measure;
+mod report;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tunneld_tests::{EchoServer, SourceServer, Sshd, SshdOptions};
+
+use contenders::{Contender, Env, Targets};
+use measure::{Direction, DiscardServer};
+use report::{Fleet, Machine, Results, Settings};
+
+/// sshd lines for the fleets: up to 1000 tunnels connect, each its own TCP connection.
+const SSHD_EXTRA: &[&str] = &["MaxStartups 1000:30:1000"];
+/// Parallel streams of the multi-stream bulk tests.
+const PARALLEL_STREAMS: usize = 8;
+/// Let a fleet settle after the last tunnel came up, before reading its memory.
+const FLEET_SETTLE: Duration = Duration::from_secs(1);
+/// The fleet whose idle CPU is measured.
+const IDLE_FLEET: usize = 100;
+
+/// Benchmark tunneld against ssh -L/-R and autossh on a private local sshd.
+#[derive(Parser)]
+#[command(name = "tunneld-bench")]
+struct Args {
+    /// One round and shorter windows (2 s bulk, 2k round trips, 1 s connections, 10 s idle,
+    /// no 1000-tunnel fleet).
+    #[arg(long)]
+    quick: bool,
+    /// Where results.json and chart.svg go [default: target/bench]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+/// What a full and a quick run measure.
+struct Plan {
+    rounds: usize,
+    bulk_window: Duration,
+    round_trips: usize,
+    conn_window: Duration,
+    idle_window: Duration,
+    fleet_sizes: &'static [usize],
+    autossh_sizes: &'static [usize],
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                rounds: 1,
+                bulk_window: Duration::from_secs(2),
+                round_trips: 2_000,
+                conn_window: Duration::from_secs(1),
+                idle_window: Duration::from_secs(10),
+                fleet_sizes: &[1, 100],
+                autossh_sizes: &[1, 100],
+            }
+        } else {
+            Plan {
+                rounds: 3,
+                bulk_window: Duration::from_secs(5),
+                round_trips: 10_000,
+                conn_window: Duration::from_secs(3),
+                idle_window: Duration::from_secs(60),
+                fleet_sizes: &[1, 100, 1000],
+                autossh_sizes: &[1, 100],
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let plan = Plan::new(args.quick);
+    raise_fd_limit();
+    let tunneld = contenders::release_tunneld().await?;
+    let out_dir = match args.out {
+        Some(d) => d,
+        None => tunneld
+            .parent()
+            .and_then(|p| p.parent())
+            .context("target directory")?
+            .join("bench"),
+    };
+    let mut command = "cargo run -p tunneld-bench --release --".to_owned();
+    if args.quick {
+        command.push_str(" --quick");
+    }
+    if let Some(d) = std::env::args().skip_while(|a| a != "--out").nth(1) {
+        command.push_str(&format!(" --out {d}"));
+    }
+    let mut results = Results {
+        machine: machine(&tunneld),
+        settings: Settings {
+            command,
+            quick: args.quick,
+            rounds: plan.rounds,
+            bulk_secs: plan.bulk_window.as_secs_f64(),
+            warmup_secs: measure::BULK_WARMUP.as_secs_f64(),
+            round_trips: plan.round_trips,
+            conn_secs: plan.conn_window.as_secs_f64(),
+            idle_secs: plan.idle_window.as_secs_f64(),
+            sshd_extra: SSHD_EXTRA.iter().map(|s| (*s).to_owned()).collect(),
+        },
+        samples: BTreeMap::new(),
+        ciphers: BTreeMap::new(),
+        fleets: Vec::new(),
+        notes: Vec::new(),
+    };
+
+    let sshd = Sshd::start_with(SshdOptions {
+        extra_config: results.settings.sshd_extra.clone(),
+        ..SshdOptions::default()
+    })
+    .await
+    .context("start the test-kit sshd")?;
+    let dir = tempfile::Builder::new()
+        .prefix("tunneld-bench-")
+        .tempdir()
+        .context("create the bench's temporary folder")?;
+    let env = Env {
+        sshd: &sshd,
+        tunneld,
+        dir: dir.path().to_path_buf(),
+    };
+    eprintln!(
+        "sshd on {}; bench files in {}",
+        sshd.addr(),
+        dir.path().display()
+    );
+
+    run_rounds(&env, &plan, &mut results).await?;
+    run_fleets(&env, &plan, &mut results).await;
+
+    let text = report::markdown(&results);
+    println!("{text}");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("create {}", out_dir.display()))?;
+    let json_path = out_dir.join("results.json");
+    let svg_path = out_dir.join("chart.svg");
+    std::fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&report::json(&results))? + "\n",
+    )
+    .with_context(|| format!("write {}", json_path.display()))?;
+    std::fs::write(&svg_path, report::svg(&results))
+        .with_context(|| format!("write {}", svg_path.display()))?;
+    println!("Wrote {} and {}", json_path.display(), svg_path.display());
+    Ok(())
+}
+
+/// Every contender in turn, `plan.rounds` times, the order rotating each round; all
+/// per-round figures. A figure that fails is noted and the run goes on.
+async fn run_rounds(env: &Env<'_>, plan: &Plan, results: &mut Results) -> anyhow::Result<()> {
+    let echo = EchoServer::start().await.context("start the echo server")?;
+    let sink = DiscardServer::start().await?;
+    let source = SourceServer::start()
+        .await
+        .context("start the source server")?;
+    let targets = Targets {
+        echo: echo.port(),
+        sink: sink.port(),
+        source: source.port(),
+    };
+    for round in 0..plan.rounds {
+        let mut order = Contender::ALL;
+        order.rotate_left(round % Contender::ALL.len());
+        for c in order {
+            let tag = format!("round {}/{} {}", round + 1, plan.rounds, c.key());
+            let started = match contenders::start(c, env, &targets).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{tag}: cannot start: {e:#}");
+                    results.notes.push(format!("{tag}: cannot start: {e:#}"));
+                    continue;
+                }
+            };
+            if let Some(cipher) = &started.cipher {
+                results.ciphers.insert(c.key(), cipher.clone());
+            }
+            let mut bulk = report::BULK.iter();
+            for (side, entries) in [("local", started.local), ("remote", started.remote)] {
+                for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+                    let entry = match dir {
+                        Direction::ClientToServer => entries.sink,
+                        Direction::ServerToClient => entries.source,
+                    };
+                    for streams in [1, PARALLEL_STREAMS] {
+                        let metric = bulk.next().expect("one bulk metric per case");
+                        debug_assert!(metric.key.starts_with(side));
+                        let got =
+                            measure::bulk_gbps(entry, dir, streams, plan.bulk_window, &sink).await;
+                        record(results, &tag, c, metric, got);
+                    }
+                }
+            }
+            match measure::ping_pong(started.local.echo, plan.round_trips).await {
+                Ok(l) => {
+                    record(results, &tag, c, &report::LATENCY_P50, Ok(l.p50_us));
+                    record(results, &tag, c, &report::LATENCY_P99, Ok(l.p99_us));
+                }
+                Err(e) => record(results, &tag, c, &report::LATENCY_P50, Err(e)),
+            }
+            let got = measure::connections_per_sec(started.local.echo, plan.conn_window).await;
+            record(results, &tag, c, &report::CONN_RATE, got);
+        }
+    }
+    Ok(())
+}
+
+/// Keeps a figure, or notes why there is none; either way says so on stderr.
+fn record(
+    results: &mut Results,
+    tag: &str,
+    c: Contender,
+    metric: &report::Metric,
+    got: anyhow::Result<f64>,
+) {
+    match got {
+        Ok(v) => {
+            eprintln!("{tag}: {}: {v:.3} {}", metric.label, metric.unit);
+            results.push(c, metric, v);
+        }
+        Err(e) => {
+            eprintln!("{tag}: {}: FAILED: {e:#}", metric.label);
+            results
+                .notes
+                .push(format!("{tag}: {} failed: {e:#}", metric.label));
+        }
+    }
+}
+
+/// Memory of tunneld and autossh fleets, and idle CPU of the [`IDLE_FLEET`] ones.
+async fn run_fleets(env: &Env<'_>, plan: &Plan, results: &mut Results) {
+    for &n in plan.fleet_sizes {
+        let fleet = contenders::tunneld_fleet(env, n).await;
+        measure_fleet(results, "tunneld", n, fleet, plan.idle_window).await;
+    }
+    match contenders::ensure_autossh().await {
+        Ok(()) => {
+            for &n in plan.autossh_sizes {
+                let fleet = contenders::autossh_fleet(env, n).await;
+                measure_fleet(results, "autossh", n, fleet, plan.idle_window).await;
+            }
+        }
+        Err(why) => {
+            eprintln!("skipping autossh: {why}");
+            results.notes.push(format!("autossh rows skipped: {why}"));
+        }
+    }
+}
+
+async fn measure_fleet(
+    results: &mut Results,
+    tool: &'static str,
+    n: usize,
+    fleet: anyhow::Result<contenders::Fleet>,
+    idle_window: Duration,
+) {
+    let fleet = match fleet {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{tool} × {n}: FAILED: {e:#}");
+            results
+                .notes
+                .push(format!("{tool} × {n} tunnels failed: {e:#}"));
+            return;
+        }
+    };
+    tokio::time::sleep(FLEET_SETTLE).await;
+    let tree = measure::process_trees(&fleet.roots());
+    let (pss_kib, processes) = measure::pss_kib(&tree);
+    let idle_cpu_percent = if n == IDLE_FLEET {
+        eprintln!("{tool} × {n}: idle for {idle_window:?}");
+        let before = measure::cpu_secs(&tree);
+        let start = tokio::time::Instant::now();
+        tokio::time::sleep(idle_window).await;
+        let after = measure::cpu_secs(&measure::process_trees(&fleet.roots()));
+        Some((after - before) / start.elapsed().as_secs_f64() * 100.0)
+    } else {
+        None
+    };
+    eprintln!(
+        "{tool} × {n}: all up after {:.2?}, PSS {} KiB in {processes} processes, idle CPU {idle_cpu_percent:?} %",
+        fleet.up_after, pss_kib
+    );
+    results.fleets.push(Fleet {
+        tool,
+        tunnels: n,
+        pss_kib,
+        processes,
+        up_secs: fleet.up_after.as_secs_f64(),
+        idle_cpu_percent,
+    });
+}
+
+/// Raises the soft open-files limit to the hard one: 1000 tunnels need a few thousand
+/// descriptors in tunneld, which inherits the limit.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write `lim`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// nproc, CPU model, kernel, OpenSSH and tunneld versions, and the source commit.
+fn machine(tunneld: &std::path::Path) -> Machine {
+    let output = |program: &str, args: &[&str]| {
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(args);
+        cmd.output()
+            .ok()
+            .map(|o| {
+                // ssh -V answers on stderr.
+                let text = if o.stdout.is_empty() {
+                    o.stderr
+                } else {
+                    o.stdout
+                };
+                String::from_utf8_lossy(&text).trim().to_owned()
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "?".to_owned())
+    };
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                Some(
+                    l.strip_prefix("model name")?
+                        .split_once(':')?
+                        .1
+                        .trim()
+                        .to_owned(),
+                )
+            })
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let mut commit = output("git", &["-C", workspace, "describe", "--always", "--dirty"]);
+    if commit != "?" {
+        commit = format!("commit {commit}");
+    }
+    Machine {
+        nproc: std::thread::available_parallelism().map_or(0, usize::from),
+        cpu_model,
+        kernel: output("uname", &["-r"]),
+        openssh: output("ssh", &["-V"]),
+        tunneld: output(&tunneld.display().to_string(), &["--version"]),
+        commit,
+    }
+}
