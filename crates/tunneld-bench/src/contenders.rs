@@ -127,19 +127,45 @@ pub struct Started {
     /// The client→server cipher sshd logged for this connection.
     pub cipher: Option<String>,
     /// Stops the contender on drop.
-    _proc: Proc,
+    proc: Proc,
+}
+
+impl Started {
+    /// Waits until a byte round-trips through the local and the remote echo forward again,
+    /// after a figure failed (the session may have been lost and is being rebuilt).
+    ///
+    /// # Errors
+    /// The program exited, or no echo within [`UP_TIMEOUT`].
+    pub async fn recover(&mut self) -> anyhow::Result<()> {
+        wait_echo(self.local.echo, &mut self.proc).await?;
+        wait_echo(self.remote.echo, &mut self.proc).await
+    }
+
+    /// Lines of its log that say the SSH session was lost (tunneld's "session lost").
+    pub fn sessions_lost(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.proc.log).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains("session lost"))
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 /// Starts `c` with forwards to `targets` and returns once a byte round-trips through its
-/// local and its remote echo forward.
+/// local and its remote echo forward. Its output goes to `DIR/KEY-TAG.log`.
 ///
 /// # Errors
 /// The program cannot start, exits, or does not carry traffic within [`UP_TIMEOUT`]; the
 /// error ends with its log.
-pub async fn start(c: Contender, env: &Env<'_>, targets: &Targets) -> anyhow::Result<Started> {
+pub async fn start(
+    c: Contender,
+    env: &Env<'_>,
+    targets: &Targets,
+    tag: &str,
+) -> anyhow::Result<Started> {
     let (local, remote) = (Entries::fresh(), Entries::fresh());
     let log_mark = env.sshd.log().len();
-    let log = env.dir.join(format!("{}.log", c.key()));
+    let log = env.dir.join(format!("{}-{tag}.log", c.key()));
     let mut proc = match c {
         Contender::Tunneld => {
             let quote = |specs: [String; 3]| specs.map(|s| format!("\"{s}\"")).join(", ");
@@ -179,7 +205,7 @@ pub async fn start(c: Contender, env: &Env<'_>, targets: &Targets) -> anyhow::Re
         local,
         remote,
         cipher,
-        _proc: proc,
+        proc,
     })
 }
 

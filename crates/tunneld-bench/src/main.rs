@@ -27,7 +27,7 @@ use tunneld_tests::{EchoServer, SourceServer, Sshd, SshdOptions};
 
 use contenders::{Contender, Env, Targets};
 use measure::{Direction, DiscardServer};
-use report::{Fleet, Machine, Results, Settings};
+use report::{Fleet, IdleCpu, Machine, Results, Settings};
 
 /// sshd lines for the fleets: up to 1000 tunnels connect, each its own TCP connection.
 const SSHD_EXTRA: &[&str] = &["MaxStartups 1000:30:1000"];
@@ -151,6 +151,11 @@ async fn main() -> anyhow::Result<()> {
 
     run_rounds(&env, &plan, &mut results).await?;
     run_fleets(&env, &plan, &mut results).await;
+    // Logs of an earlier run would mislead.
+    let _ = std::fs::remove_dir_all(out_dir.join("logs"));
+    if !results.notes.is_empty() {
+        keep_logs(&sshd, dir.path(), &out_dir.join("logs"), &mut results);
+    }
 
     let text = report::markdown(&results);
     println!("{text}");
@@ -186,7 +191,8 @@ async fn run_rounds(env: &Env<'_>, plan: &Plan, results: &mut Results) -> anyhow
         order.rotate_left(round % Contender::ALL.len());
         for c in order {
             let tag = format!("round {}/{} {}", round + 1, plan.rounds, c.key());
-            let started = match contenders::start(c, env, &targets).await {
+            let round_tag = format!("round{}", round + 1);
+            let mut started = match contenders::start(c, env, &targets, &round_tag).await {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("{tag}: cannot start: {e:#}");
@@ -197,56 +203,108 @@ async fn run_rounds(env: &Env<'_>, plan: &Plan, results: &mut Results) -> anyhow
             if let Some(cipher) = &started.cipher {
                 results.ciphers.insert(c.key(), cipher.clone());
             }
+            let mut cases: Vec<(&report::Metric, Figure)> = Vec::new();
             let mut bulk = report::BULK.iter();
-            for (side, entries) in [("local", started.local), ("remote", started.remote)] {
-                for dir in [Direction::ClientToServer, Direction::ServerToClient] {
-                    let entry = match dir {
-                        Direction::ClientToServer => entries.sink,
-                        Direction::ServerToClient => entries.source,
-                    };
+            for entries in [started.local, started.remote] {
+                for (dir, entry) in [
+                    (Direction::ClientToServer, entries.sink),
+                    (Direction::ServerToClient, entries.source),
+                ] {
                     for streams in [1, PARALLEL_STREAMS] {
                         let metric = bulk.next().expect("one bulk metric per case");
-                        debug_assert!(metric.key.starts_with(side));
-                        let got =
-                            measure::bulk_gbps(entry, dir, streams, plan.bulk_window, &sink).await;
-                        record(results, &tag, c, metric, got);
+                        cases.push((metric, Figure::Bulk(entry, dir, streams)));
                     }
                 }
             }
-            match measure::ping_pong(started.local.echo, plan.round_trips).await {
-                Ok(l) => {
-                    record(results, &tag, c, &report::LATENCY_P50, Ok(l.p50_us));
-                    record(results, &tag, c, &report::LATENCY_P99, Ok(l.p99_us));
+            cases.push((&report::LATENCY_P50, Figure::PingPong(started.local.echo)));
+            cases.push((&report::CONN_RATE, Figure::ConnRate(started.local.echo)));
+            for (metric, figure) in cases {
+                let ok = match figure {
+                    Figure::Bulk(entry, dir, streams) => {
+                        let got =
+                            measure::bulk_gbps(entry, dir, streams, plan.bulk_window, &sink).await;
+                        record(results, &tag, c, metric, got)
+                    }
+                    Figure::PingPong(entry) => {
+                        match measure::ping_pong(entry, plan.round_trips).await {
+                            Ok(l) => {
+                                record(results, &tag, c, &report::LATENCY_P50, Ok(l.p50_us));
+                                record(results, &tag, c, &report::LATENCY_P99, Ok(l.p99_us))
+                            }
+                            Err(e) => record(results, &tag, c, metric, Err(e)),
+                        }
+                    }
+                    Figure::ConnRate(entry) => {
+                        let got = measure::connections_per_sec(entry, plan.conn_window).await;
+                        record(results, &tag, c, metric, got)
+                    }
+                };
+                // One failure must not fail the figures after it: wait until the forwards
+                // carry traffic again (a lost session is being rebuilt).
+                if !ok && let Err(e) = started.recover().await {
+                    eprintln!("{tag}: does not recover, skipping the rest: {e:#}");
+                    results
+                        .notes
+                        .push(format!("{tag}: did not recover, rest skipped: {e:#}"));
+                    break;
                 }
-                Err(e) => record(results, &tag, c, &report::LATENCY_P50, Err(e)),
             }
-            let got = measure::connections_per_sec(started.local.echo, plan.conn_window).await;
-            record(results, &tag, c, &report::CONN_RATE, got);
+            for line in started.sessions_lost() {
+                results.notes.push(format!("{tag}: {line}"));
+            }
         }
     }
     Ok(())
 }
 
-/// Keeps a figure, or notes why there is none; either way says so on stderr.
+/// One figure of a round, with the entry port it goes through.
+enum Figure {
+    Bulk(u16, Direction, usize),
+    PingPong(u16),
+    ConnRate(u16),
+}
+
+/// Keeps a figure, or notes why there is none; either way says so on stderr. True if kept.
 fn record(
     results: &mut Results,
     tag: &str,
     c: Contender,
     metric: &report::Metric,
     got: anyhow::Result<f64>,
-) {
+) -> bool {
     match got {
         Ok(v) => {
             eprintln!("{tag}: {}: {v:.3} {}", metric.label, metric.unit);
             results.push(c, metric, v);
+            true
         }
         Err(e) => {
             eprintln!("{tag}: {}: FAILED: {e:#}", metric.label);
             results
                 .notes
                 .push(format!("{tag}: {} failed: {e:#}", metric.label));
+            false
         }
     }
+}
+
+/// Copies the contenders' logs out of the temporary folder, with sshd's, for a run where
+/// something failed, and says where they are.
+fn keep_logs(sshd: &Sshd, from: &std::path::Path, to: &std::path::Path, results: &mut Results) {
+    let copied = std::fs::create_dir_all(to).and_then(|()| {
+        std::fs::write(to.join("sshd.log"), sshd.log())?;
+        for entry in std::fs::read_dir(from)?.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                std::fs::copy(&path, to.join(entry.file_name()))?;
+            }
+        }
+        Ok(())
+    });
+    results.notes.push(match copied {
+        Ok(()) => format!("logs of this run: {}", to.display()),
+        Err(e) => format!("could not keep the logs in {}: {e}", to.display()),
+    });
 }
 
 /// Memory of tunneld and autossh fleets, and idle CPU of the [`IDLE_FLEET`] ones.
@@ -289,18 +347,22 @@ async fn measure_fleet(
     tokio::time::sleep(FLEET_SETTLE).await;
     let tree = measure::process_trees(&fleet.roots());
     let (pss_kib, processes) = measure::pss_kib(&tree);
-    let idle_cpu_percent = if n == IDLE_FLEET {
+    let idle_cpu = if n == IDLE_FLEET {
         eprintln!("{tool} × {n}: idle for {idle_window:?}");
         let before = measure::cpu_secs(&tree);
         let start = tokio::time::Instant::now();
         tokio::time::sleep(idle_window).await;
         let after = measure::cpu_secs(&measure::process_trees(&fleet.roots()));
-        Some((after - before) / start.elapsed().as_secs_f64() * 100.0)
+        let percent = |a: f64, b: f64| (b - a) / start.elapsed().as_secs_f64() * 100.0;
+        Some(IdleCpu {
+            ticks_percent: percent(before.ticks_secs, after.ticks_secs),
+            run_percent: percent(before.run_secs, after.run_secs),
+        })
     } else {
         None
     };
     eprintln!(
-        "{tool} × {n}: all up after {:.2?}, PSS {} KiB in {processes} processes, idle CPU {idle_cpu_percent:?} %",
+        "{tool} × {n}: all up after {:.2?}, PSS {} KiB in {processes} processes, idle CPU {idle_cpu:?}",
         fleet.up_after, pss_kib
     );
     results.fleets.push(Fleet {
@@ -309,7 +371,7 @@ async fn measure_fleet(
         pss_kib,
         processes,
         up_secs: fleet.up_after.as_secs_f64(),
-        idle_cpu_percent,
+        idle_cpu,
     });
 }
 

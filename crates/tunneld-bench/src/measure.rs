@@ -302,8 +302,18 @@ pub fn pss_kib(pids: &BTreeSet<i32>) -> (u64, usize) {
     (total, read)
 }
 
-/// utime + stime of `pids` (those still alive), in seconds.
-pub fn cpu_secs(pids: &BTreeSet<i32>) -> f64 {
+/// CPU time used so far by a set of processes, two ways.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuTime {
+    /// utime + stime from `/proc/PID/stat`: every thread, dead ones included, but in whole
+    /// clock ticks (10 ms) per process, so many nearly idle processes read as zero.
+    pub ticks_secs: f64,
+    /// Run time of the live threads from `/proc/PID/task/TID/schedstat`, in nanoseconds.
+    pub run_secs: f64,
+}
+
+/// [`CpuTime`] of `pids` (those still alive).
+pub fn cpu_secs(pids: &BTreeSet<i32>) -> CpuTime {
     // SAFETY: sysconf has no preconditions.
     let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let ticks: u64 = pids
@@ -314,7 +324,19 @@ pub fn cpu_secs(pids: &BTreeSet<i32>) -> f64 {
             Some(f.get(10)?.parse::<u64>().ok()? + f.get(11)?.parse::<u64>().ok()?)
         })
         .sum();
-    ticks as f64 / ticks_per_sec
+    let run_ns: u64 = pids
+        .iter()
+        .filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/task")).ok())
+        .flat_map(|tasks| tasks.flatten())
+        .filter_map(|task| {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            text.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum();
+    CpuTime {
+        ticks_secs: ticks as f64 / ticks_per_sec,
+        run_secs: run_ns as f64 / 1e9,
+    }
 }
 
 /// Median of the values (the mean of the middle two for an even count); `None` if empty.

@@ -141,7 +141,16 @@ pub struct Fleet {
     pub pss_kib: u64,
     pub processes: usize,
     pub up_secs: f64,
-    pub idle_cpu_percent: Option<f64>,
+    pub idle_cpu: Option<IdleCpu>,
+}
+
+/// CPU of a fleet left idle, in % of one core.
+#[derive(Clone, Copy, Debug)]
+pub struct IdleCpu {
+    /// From utime + stime (clock ticks).
+    pub ticks_percent: f64,
+    /// From the threads' schedstat run time (nanoseconds).
+    pub run_percent: f64,
 }
 
 /// Everything one run measured.
@@ -280,8 +289,10 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(
         out,
         "\nIdle tunnels, each its own SSH connection with one dynamic forward (-D) and 10 s \
-         heartbeats. PSS sums /proc/PID/smaps_rollup over the process and its children; \
-         idle CPU is utime+stime over {} s.\n",
+         heartbeats. PSS sums /proc/PID/smaps_rollup over the process and its children. \
+         Idle CPU over {} s: utime+stime from /proc/PID/stat (whole 10 ms ticks per process, \
+         so many nearly idle processes read low), and in brackets the threads' run time \
+         from /proc/PID/task/*/schedstat (ns).\n",
         num(s.idle_secs)
     );
     let _ = writeln!(
@@ -290,9 +301,9 @@ pub fn markdown(r: &Results) -> String {
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
     for f in &r.fleets {
-        let cpu = f
-            .idle_cpu_percent
-            .map_or("-".to_owned(), |p| format!("{p:.2}"));
+        let cpu = f.idle_cpu.map_or("-".to_owned(), |c| {
+            format!("{:.3} ({:.3})", c.ticks_percent, c.run_percent)
+        });
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {:.2} | {cpu} |",
@@ -348,7 +359,10 @@ pub fn json(r: &Results) -> Value {
                 "pss_kib": f.pss_kib,
                 "processes": f.processes,
                 "all_up_secs": f.up_secs,
-                "idle_cpu_percent_of_one_core": f.idle_cpu_percent,
+                "idle_cpu_percent_of_one_core": f.idle_cpu.map(|c| json!({
+                    "utime_stime": c.ticks_percent,
+                    "schedstat": c.run_percent,
+                })),
             })
         })
         .collect();
@@ -386,7 +400,7 @@ const CHART_WIDTH: f64 = 960.0;
 const PANEL_HEIGHT: f64 = 270.0;
 /// Space left of, above and below each panel's plot area.
 const MARGIN_LEFT: f64 = 70.0;
-const MARGIN_TOP: f64 = 48.0;
+const MARGIN_TOP: f64 = 60.0;
 const MARGIN_BOTTOM: f64 = 42.0;
 
 /// One bar panel: groups along x, one bar per series in each group.
@@ -497,15 +511,15 @@ fn draw_panel(out: &mut String, p: &Panel, top: f64) {
         top + 18.0,
         escape(&p.title)
     );
-    // Legend, right-aligned on the title line.
-    let mut lx = CHART_WIDTH - 20.0 - 150.0 * p.series.len() as f64;
+    // Legend, on its own line under the title.
+    let mut lx = MARGIN_LEFT;
     for (name, colour, _) in &p.series {
         let _ = writeln!(
             out,
             r#"<rect x="{lx}" y="{}" width="10" height="10" fill="{colour}"/><text x="{}" y="{}">{}</text>"#,
-            top + 9.0,
+            top + 27.0,
             lx + 14.0,
-            top + 18.0,
+            top + 36.0,
             escape(name)
         );
         lx += 150.0;
@@ -519,7 +533,7 @@ fn draw_panel(out: &mut String, p: &Panel, top: f64) {
             MARGIN_LEFT + plot_width,
             MARGIN_LEFT - 6.0,
             y(v) + 4.0,
-            num(v),
+            tick(v),
             y = y(v)
         );
     }
@@ -546,7 +560,7 @@ fn draw_panel(out: &mut String, p: &Panel, top: f64) {
                 None => {
                     let _ = writeln!(
                         out,
-                        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="9">n/a</text>"#,
+                        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="9">failed</text>"#,
                         x + bar_width / 2.0 - 1.0,
                         plot_bottom - 3.0
                     );
@@ -565,6 +579,12 @@ fn draw_panel(out: &mut String, p: &Panel, top: f64) {
         r##"<line x1="{MARGIN_LEFT}" x2="{}" y1="{plot_bottom}" y2="{plot_bottom}" stroke="#333"/>"##,
         MARGIN_LEFT + plot_width
     );
+}
+
+/// An axis label: no trailing zeros (0, 2.5, 20).
+fn tick(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// The smallest 1, 2 or 5 × 10^k at or above `v` (1 for nothing to show).
