@@ -203,58 +203,67 @@ async fn run_rounds(env: &Env<'_>, plan: &Plan, results: &mut Results) -> anyhow
             if let Some(cipher) = &started.cipher {
                 results.ciphers.insert(c.key(), cipher.clone());
             }
-            let mut cases: Vec<(&report::Metric, Figure)> = Vec::new();
-            let mut bulk = report::BULK.iter();
-            for entries in [started.local, started.remote] {
-                for (dir, entry) in [
-                    (Direction::ClientToServer, entries.sink),
-                    (Direction::ServerToClient, entries.source),
-                ] {
-                    for streams in [1, PARALLEL_STREAMS] {
-                        let metric = bulk.next().expect("one bulk metric per case");
-                        cases.push((metric, Figure::Bulk(entry, dir, streams)));
-                    }
-                }
-            }
-            cases.push((&report::LATENCY_P50, Figure::PingPong(started.local.echo)));
-            cases.push((&report::CONN_RATE, Figure::ConnRate(started.local.echo)));
-            for (metric, figure) in cases {
-                let ok = match figure {
-                    Figure::Bulk(entry, dir, streams) => {
-                        let got =
-                            measure::bulk_gbps(entry, dir, streams, plan.bulk_window, &sink).await;
-                        record(results, &tag, c, metric, got)
-                    }
-                    Figure::PingPong(entry) => {
-                        match measure::ping_pong(entry, plan.round_trips).await {
-                            Ok(l) => {
-                                record(results, &tag, c, &report::LATENCY_P50, Ok(l.p50_us));
-                                record(results, &tag, c, &report::LATENCY_P99, Ok(l.p99_us))
-                            }
-                            Err(e) => record(results, &tag, c, metric, Err(e)),
-                        }
-                    }
-                    Figure::ConnRate(entry) => {
-                        let got = measure::connections_per_sec(entry, plan.conn_window).await;
-                        record(results, &tag, c, metric, got)
-                    }
-                };
-                // One failure must not fail the figures after it: wait until the forwards
-                // carry traffic again (a lost session is being rebuilt).
-                if !ok && let Err(e) = started.recover().await {
-                    eprintln!("{tag}: does not recover, skipping the rest: {e:#}");
-                    results
-                        .notes
-                        .push(format!("{tag}: did not recover, rest skipped: {e:#}"));
-                    break;
-                }
-            }
-            for line in started.sessions_lost() {
-                results.notes.push(format!("{tag}: {line}"));
-            }
+            run_figures(c, &mut started, plan, &sink, &tag, results).await;
         }
     }
     Ok(())
+}
+
+/// Every per-round figure of `c` through `started`, in [`report::all_metrics`] order.
+async fn run_figures(
+    c: Contender,
+    started: &mut contenders::Started,
+    plan: &Plan,
+    sink: &DiscardServer,
+    tag: &str,
+    results: &mut Results,
+) {
+    let mut cases: Vec<(&report::Metric, Figure)> = Vec::new();
+    let mut bulk = report::BULK.iter();
+    for entries in [started.local, started.remote] {
+        for (dir, entry) in [
+            (Direction::ClientToServer, entries.sink),
+            (Direction::ServerToClient, entries.source),
+        ] {
+            for streams in [1, PARALLEL_STREAMS] {
+                let metric = bulk.next().expect("one bulk metric per case");
+                cases.push((metric, Figure::Bulk(entry, dir, streams)));
+            }
+        }
+    }
+    cases.push((&report::LATENCY_P50, Figure::PingPong(started.local.echo)));
+    cases.push((&report::CONN_RATE, Figure::ConnRate(started.local.echo)));
+    for (metric, figure) in cases {
+        let ok = match figure {
+            Figure::Bulk(entry, dir, streams) => {
+                let got = measure::bulk_gbps(entry, dir, streams, plan.bulk_window, sink).await;
+                record(results, tag, c, metric, got)
+            }
+            Figure::PingPong(entry) => match measure::ping_pong(entry, plan.round_trips).await {
+                Ok(l) => {
+                    record(results, tag, c, &report::LATENCY_P50, Ok(l.p50_us));
+                    record(results, tag, c, &report::LATENCY_P99, Ok(l.p99_us))
+                }
+                Err(e) => record(results, tag, c, metric, Err(e)),
+            },
+            Figure::ConnRate(entry) => {
+                let got = measure::connections_per_sec(entry, plan.conn_window).await;
+                record(results, tag, c, metric, got)
+            }
+        };
+        // One failure must not fail the figures after it: wait until the forwards
+        // carry traffic again (a lost session is being rebuilt).
+        if !ok && let Err(e) = started.recover().await {
+            eprintln!("{tag}: does not recover, skipping the rest: {e:#}");
+            results
+                .notes
+                .push(format!("{tag}: did not recover, rest skipped: {e:#}"));
+            break;
+        }
+    }
+    for line in started.sessions_lost() {
+        results.notes.push(format!("{tag}: {line}"));
+    }
 }
 
 /// One figure of a round, with the entry port it goes through.
