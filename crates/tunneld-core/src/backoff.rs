@@ -36,19 +36,17 @@ impl Schedule {
         if capped < self.cfg.max.as_secs_f64() {
             self.attempt += 1;
         }
-        let factor = 1.0 - self.cfg.jitter * unit.clamp(0.0, 1.0);
-        Duration::from_secs_f64(capped * factor)
+        self.jittered(capped, unit)
     }
 
     /// A delay at the ceiling (with jitter), for failures only an operator can fix.
     pub fn ceiling_delay(&mut self) -> Duration {
-        let factor = 1.0 - self.cfg.jitter * rand::random::<f64>();
-        Duration::from_secs_f64(self.cfg.max.as_secs_f64() * factor)
+        self.jittered(self.cfg.max.as_secs_f64(), rand::random::<f64>())
     }
 
-    /// The ceiling of the schedule.
-    pub fn max(&self) -> Duration {
-        self.cfg.max
+    /// `secs` shortened by up to `jitter` of itself, by the draw `unit` in `[0, 1)`.
+    fn jittered(&self, secs: f64, unit: f64) -> Duration {
+        Duration::from_secs_f64(secs * (1.0 - self.cfg.jitter * unit.clamp(0.0, 1.0)))
     }
 }
 

@@ -488,7 +488,7 @@ async fn keep_remote(t: &Tunnel, session: &Session, fwd: &RemoteForward, stop: &
         match attempt {
             Ok(bound) => {
                 info!(tunnel = %t.name, forward = %fwd.spec, listen = %bound, "remote forward active");
-                let port = bound.rsplit(':').next().and_then(|p| p.parse().ok());
+                let port = bound_port(&bound);
                 t.set_forward(kind, &fwd.spec, ForwardState::Active, None, Some(bound));
                 break port;
             }
@@ -525,6 +525,11 @@ async fn keep_remote(t: &Tunnel, session: &Session, fwd: &RemoteForward, stop: &
     }
 }
 
+/// The port of a remote forward's bound address (`"localhost:2222"`); `None` for a socket path.
+fn bound_port(bound: &str) -> Option<u32> {
+    bound.rsplit(':').next()?.parse().ok()
+}
+
 /// On shutdown: cancel remote listeners and say goodbye, each bounded in time.
 async fn goodbye(t: &Tunnel, session: &Session) {
     let active: Vec<(RemoteForward, Option<u32>)> = {
@@ -539,11 +544,7 @@ async fn goodbye(t: &Tunnel, session: &Session) {
                 if f.state != ForwardState::Active {
                     return None;
                 }
-                let port = f
-                    .bound
-                    .as_deref()
-                    .and_then(|b| b.rsplit(':').next())
-                    .and_then(|p| p.parse().ok());
+                let port = f.bound.as_deref().and_then(bound_port);
                 (port.is_some() || matches!(fwd.listen, RemoteListen::Unix(_)))
                     .then(|| (fwd.clone(), port))
             })
