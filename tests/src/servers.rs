@@ -19,7 +19,7 @@ const HTTP_MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long [`HttpServer`] waits for a complete request head.
 const HTTP_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Write size of [`SourceServer`].
-const SOURCE_CHUNK_BYTES: usize = 16 * 1024;
+pub const SOURCE_CHUNK_BYTES: usize = 16 * 1024;
 
 /// Runs the accept loop; aborting it drops the `JoinSet`, which aborts every connection.
 struct Running(JoinHandle<()>);

@@ -68,6 +68,9 @@ pub(crate) struct SessionShared {
     pub kill: CancellationToken,
     /// The server's identification string (`SSH-2.0-OpenSSH_9.2p1 ...`), for the log.
     pub server_version: Mutex<Option<String>>,
+    /// Why the session ended, when russh says: the server's disconnect message or the
+    /// transport error. Set before `closed` fires.
+    pub end_reason: Mutex<Option<String>>,
 }
 
 /// Our russh client handler.
@@ -147,6 +150,29 @@ impl HostCheck {
 
 impl client::Handler for ClientHandler {
     type Error = HandlerError;
+
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        let (text, result) = match reason {
+            client::DisconnectReason::ReceivedDisconnect(info) => (
+                format!(
+                    "server disconnected: {} ({:?})",
+                    info.message.trim(),
+                    info.reason_code
+                ),
+                Ok(()),
+            ),
+            client::DisconnectReason::Error(e) => (describe_transport_error(&e), Err(e)),
+        };
+        *self
+            .shared
+            .end_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(text);
+        result
+    }
 
     async fn check_server_key(
         &mut self,
@@ -328,7 +354,45 @@ fn ssh_config(known: Vec<Algorithm>) -> client::Config {
         inactivity_timeout: None,
         // Without it new connections through a forward crawl (Nagle + delayed ACK).
         nodelay: true,
+        limits: rekey_limits(),
         ..Default::default()
+    }
+}
+
+/// What a session-ending error means, in the words an operator needs.
+fn describe_transport_error(e: &HandlerError) -> String {
+    match e {
+        HandlerError::Ssh(russh::Error::HUP) => {
+            "connection closed by the server or the network".to_string()
+        }
+        HandlerError::Ssh(russh::Error::IO(io)) => format!("connection lost: {io}"),
+        HandlerError::Ssh(russh::Error::Pending) => {
+            "more data in flight during a key re-exchange than russh buffers".to_string()
+        }
+        HandlerError::Ssh(other) => format!("ssh protocol error: {other}"),
+    }
+}
+
+/// Bytes either way after which we start a rekey ourselves: a backstop only.
+///
+/// sshd rekeys both directions after 2^32 cipher blocks (64 GiB) with AES and after 1 GiB
+/// with chacha20-poly1305 (RFC 4344 3.2), or sooner by its `RekeyLimit`, and russh follows
+/// such a rekey without a hitch. A rekey russh starts itself is another matter: until the
+/// server's KEXINIT arrives it accepts no more than two channel windows of data still in
+/// flight, across all channels, and drops the session beyond that. A few busy channels
+/// have more in flight than that, so a client-side limit at or under the server's turns a
+/// long bulk transfer into a reconnect. Twice the largest server default leaves the server
+/// to go first.
+const REKEY_BACKSTOP_BYTES: u64 = 128 << 30;
+
+/// Rekey limits: the server drives rekeys (see [`REKEY_BACKSTOP_BYTES`]); like `ssh`
+/// (`RekeyLimit default none`), no rekey on time alone.
+fn rekey_limits() -> russh::Limits {
+    let bytes = usize::try_from(REKEY_BACKSTOP_BYTES).unwrap_or(usize::MAX);
+    russh::Limits {
+        rekey_write_limit: bytes,
+        rekey_read_limit: bytes,
+        rekey_time_limit: Duration::MAX,
     }
 }
 

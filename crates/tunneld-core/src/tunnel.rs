@@ -365,6 +365,7 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
             stall: t.stall(),
             kill: CancellationToken::new(),
             server_version: Mutex::default(),
+            end_reason: Mutex::default(),
         });
         info!(tunnel = %t.name, host = %host, "connecting");
         let attempt = async {
@@ -454,7 +455,11 @@ async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String
     request_remotes(t, session);
     let interval = t.cfg.server_alive_interval;
     let count = t.cfg.server_alive_count_max;
-    let closed = || "connection closed by the server or the network".to_string();
+    let closed = || {
+        let reason = session.shared.end_reason.lock();
+        let reason = reason.unwrap_or_else(|p| p.into_inner()).clone();
+        reason.unwrap_or_else(|| "connection closed by the server or the network".to_string())
+    };
     let end = tokio::select! {
         _ = t.cancel.cancelled() => None,
         _ = session.shared.closed.cancelled() => Some(closed()),

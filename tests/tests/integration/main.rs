@@ -6,6 +6,7 @@
 //! - `forwards`: -L, -R, -D (TCP and Unix sockets), the classic pictures, bind addresses.
 //! - `trust`: host key checking and authentication failures.
 //! - `resilience`: server down, crash and restart, black hole, reset, refuse, held port, 100 tunnels.
+//! - `rekey`: rekeys, by either side, while many channels are busy.
 //! - `stall`: a stalled local reader does not freeze the session.
 //! - `ops`: control socket, status, reload by difference, file watch, systemd notify.
 //! - `cli`: `tunneld check` and `tunneld run` as a process (exit codes, SIGTERM).
@@ -14,6 +15,7 @@ mod cli;
 mod forwards;
 mod harness;
 mod ops;
+mod rekey;
 mod resilience;
 mod stall;
 mod trust;
