@@ -330,9 +330,12 @@ async fn bind_until_done(
     let mut schedule = Schedule::new(t.cfg.backoff);
     loop {
         match Listener::bind(listen).await {
-            Ok(l) => {
+            Ok((l, skipped)) => {
                 let at = l.describe();
                 info!(tunnel = %t.name, forward = %key.1, listen = %at, "listening");
+                if let Some(e) = skipped {
+                    warn!(tunnel = %t.name, forward = %key.1, error = %e, "listening on fewer addresses than asked");
+                }
                 t.set_forward(key.0, &key.1, ForwardState::Active, None, Some(at));
                 return Some(l);
             }

@@ -236,3 +236,32 @@ fn proxy_jump_is_refused_rather_than_ignored() {
         "{stderr}"
     );
 }
+
+/// `localhost` is two addresses; when one is taken the forward serves on the other and
+/// the log says which could not be bound (as ssh warns), rather than staying silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_loopback_address_is_reported_and_the_other_serves() {
+    if std::net::TcpListener::bind(("::1", 0)).is_err() {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    }
+    let sshd = Sshd::start().await.unwrap();
+    let echo = EchoServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let held = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = held.local_addr().unwrap().port();
+    let text = tunnel_toml(
+        &sshd,
+        "t",
+        &format!("local = [\"{port}:127.0.0.1:{}\"]", echo.port()),
+    );
+    let path = write_run_config(dir.path(), &text);
+    let mut run = Running::start(&path, &[]);
+    run.wait_line(&format!("cannot listen on 127.0.0.1:{port}"));
+    run.wait_line("connected");
+    let stream = TcpStream::connect(("::1", port)).await.unwrap();
+    echo_roundtrip(stream, b"over ::1").await.unwrap();
+    run.signal(libc::SIGTERM);
+    let (code, _) = run.wait_exit(STOP_BOUND);
+    assert_eq!(code, Some(0));
+}

@@ -34,10 +34,12 @@ impl Listener {
     ///
     /// # Errors
     /// The bind error, naming the address.
-    pub(crate) async fn bind(listen: &Listen) -> Result<Listener, String> {
+    /// On success, also what could not be bound when only some of the addresses could
+    /// (`localhost` is two: 127.0.0.1 and ::1).
+    pub(crate) async fn bind(listen: &Listen) -> Result<(Listener, Option<String>), String> {
         match listen {
             Listen::Tcp { bind, port } => bind_tcp(bind, *port).await,
-            Listen::Unix(path) => bind_unix(path),
+            Listen::Unix(path) => bind_unix(path).map(|l| (l, None)),
         }
     }
 
@@ -93,7 +95,7 @@ fn listen_socket(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-async fn bind_tcp(bind: &LocalBind, port: u16) -> Result<Listener, String> {
+async fn bind_tcp(bind: &LocalBind, port: u16) -> Result<(Listener, Option<String>), String> {
     let candidates: Vec<SocketAddr> = match bind {
         LocalBind::Loopback => vec![
             (IpAddr::V4(Ipv4Addr::LOCALHOST), port).into(),
@@ -112,7 +114,7 @@ async fn bind_tcp(bind: &LocalBind, port: u16) -> Result<Listener, String> {
         },
     };
     let mut listeners = Vec::new();
-    let mut first_error = None;
+    let mut errors = Vec::new();
     let mut port = port;
     for mut addr in candidates {
         // With port 0, the second address family gets the port the first one drew.
@@ -124,16 +126,18 @@ async fn bind_tcp(bind: &LocalBind, port: u16) -> Result<Listener, String> {
                 }
                 listeners.push(l);
             }
-            Err(e) => {
-                first_error.get_or_insert(format!("cannot listen on {addr}: {e}"));
-            }
+            Err(e) => errors.push(format!("cannot listen on {addr}: {e}")),
         }
     }
-    // Like ssh: success when at least one address family could be bound.
+    // Like ssh: success when at least one address could be bound, the others reported.
     if listeners.is_empty() {
-        return Err(first_error.unwrap_or_else(|| "no address to listen on".into()));
+        return Err(errors
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| "no address to listen on".into()));
     }
-    Ok(Listener::Tcp(listeners))
+    let skipped = (!errors.is_empty()).then(|| errors.join("; "));
+    Ok((Listener::Tcp(listeners), skipped))
 }
 
 fn bind_unix(path: &Path) -> Result<Listener, String> {
