@@ -49,6 +49,17 @@ struct Args {
     /// Where results.json and chart.svg go [default: target/bench]
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Only the per-round figures (throughput, latency, connections) or only the fleets
+    /// (memory, start-up, idle CPU), e.g. while profiling one of them.
+    #[arg(long, value_enum)]
+    only: Option<Part>,
+}
+
+/// The two halves of a run.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    Rounds,
+    Fleets,
 }
 
 /// What a full and a quick run measure.
@@ -109,6 +120,11 @@ async fn main() -> anyhow::Result<()> {
     if let Some(d) = std::env::args().skip_while(|a| a != "--out").nth(1) {
         command.push_str(&format!(" --out {d}"));
     }
+    match args.only {
+        Some(Part::Rounds) => command.push_str(" --only rounds"),
+        Some(Part::Fleets) => command.push_str(" --only fleets"),
+        None => {}
+    }
     let mut results = Results {
         machine: machine(&tunneld),
         settings: Settings {
@@ -149,8 +165,12 @@ async fn main() -> anyhow::Result<()> {
         dir.path().display()
     );
 
-    run_rounds(&env, &plan, &mut results).await?;
-    run_fleets(&env, &plan, &mut results).await;
+    if args.only != Some(Part::Fleets) {
+        run_rounds(&env, &plan, &mut results).await?;
+    }
+    if args.only != Some(Part::Rounds) {
+        run_fleets(&env, &plan, &mut results).await;
+    }
     // Logs of an earlier run would mislead.
     let _ = std::fs::remove_dir_all(out_dir.join("logs"));
     if !results.notes.is_empty() {
