@@ -137,6 +137,8 @@ async fn main() -> anyhow::Result<()> {
             conn_secs: plan.conn_window.as_secs_f64(),
             idle_secs: plan.idle_window.as_secs_f64(),
             sshd_extra: SSHD_EXTRA.iter().map(|s| (*s).to_owned()).collect(),
+            rounds_run: args.only != Some(Part::Fleets),
+            fleets_run: args.only != Some(Part::Rounds),
         },
         samples: BTreeMap::new(),
         ciphers: BTreeMap::new(),
@@ -165,10 +167,10 @@ async fn main() -> anyhow::Result<()> {
         dir.path().display()
     );
 
-    if args.only != Some(Part::Fleets) {
+    if results.settings.rounds_run {
         run_rounds(&env, &plan, &mut results).await?;
     }
-    if args.only != Some(Part::Rounds) {
+    if results.settings.fleets_run {
         run_fleets(&env, &plan, &mut results).await;
     }
     // Logs of an earlier run would mislead.

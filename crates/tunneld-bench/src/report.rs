@@ -132,6 +132,9 @@ pub struct Settings {
     pub conn_secs: f64,
     pub idle_secs: f64,
     pub sshd_extra: Vec<String>,
+    /// Whether the per-round figures and the fleets were measured (`--only`).
+    pub rounds_run: bool,
+    pub fleets_run: bool,
 }
 
 /// Memory (and, for 100 tunnels, idle CPU) of a set of tunnels all up.
@@ -258,62 +261,65 @@ pub fn markdown(r: &Results) -> String {
         ciphers.join(", ")
     );
 
-    let _ = writeln!(
-        out,
-        "Medians over rounds; in brackets, the ratio to the better `ssh -N` \
-         (throughput and conn/s: higher is better; latency: lower is better).\n"
-    );
-    let mut header = "| |".to_owned();
-    let mut rule = "|---|".to_owned();
-    for c in Contender::ALL {
-        let _ = write!(header, " {} |", c.label());
-        rule.push_str("---:|");
-    }
-    let _ = writeln!(out, "{header}\n{rule}");
-    for metric in all_metrics() {
-        let _ = write!(out, "| {} ({}) |", metric.label, metric.unit);
-        for c in Contender::ALL {
-            match (r.median(c, metric), r.ratio(c, metric)) {
-                (Some(v), Some(q)) => {
-                    let _ = write!(out, " {} ({:.2}×) |", num(v), q);
-                }
-                (Some(v), None) => {
-                    let _ = write!(out, " {} |", num(v));
-                }
-                _ => out.push_str(" failed |"),
-            }
-        }
-        out.push('\n');
-    }
-
-    let _ = writeln!(
-        out,
-        "\nIdle tunnels, each its own SSH connection with one dynamic forward (-D) and 10 s \
-         heartbeats. PSS sums /proc/PID/smaps_rollup over the process and its children. \
-         Idle CPU over {} s: utime+stime from /proc/PID/stat (whole 10 ms ticks per process, \
-         so many nearly idle processes read low), and in brackets the threads' run time \
-         from /proc/PID/task/*/schedstat (ns).\n",
-        num(s.idle_secs)
-    );
-    let _ = writeln!(
-        out,
-        "| tool | tunnels | PSS total (MiB) | PSS per tunnel (MiB) | processes | all up after (s) | idle CPU (% of one core) |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
-    for f in &r.fleets {
-        let cpu = f.idle_cpu.map_or("-".to_owned(), |c| {
-            format!("{:.3} ({:.3})", c.ticks_percent, c.run_percent)
-        });
+    if s.rounds_run {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {:.2} | {cpu} |",
-            f.tool,
-            f.tunnels,
-            mib(f.pss_kib),
-            num(f.pss_kib as f64 / 1024.0 / f.tunnels as f64),
-            f.processes,
-            f.up_secs
+            "Medians over rounds; in brackets, the ratio to the better `ssh -N` \
+             (throughput and conn/s: higher is better; latency: lower is better).\n"
         );
+        let mut header = "| |".to_owned();
+        let mut rule = "|---|".to_owned();
+        for c in Contender::ALL {
+            let _ = write!(header, " {} |", c.label());
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(out, "{header}\n{rule}");
+        for metric in all_metrics() {
+            let _ = write!(out, "| {} ({}) |", metric.label, metric.unit);
+            for c in Contender::ALL {
+                match (r.median(c, metric), r.ratio(c, metric)) {
+                    (Some(v), Some(q)) => {
+                        let _ = write!(out, " {} ({:.2}×) |", num(v), q);
+                    }
+                    (Some(v), None) => {
+                        let _ = write!(out, " {} |", num(v));
+                    }
+                    _ => out.push_str(" failed |"),
+                }
+            }
+            out.push('\n');
+        }
+    }
+    if s.fleets_run {
+        let _ = writeln!(
+            out,
+            "\nIdle tunnels, each its own SSH connection with one dynamic forward (-D) and 10 s \
+             heartbeats. PSS sums /proc/PID/smaps_rollup over the process and its children. \
+             Idle CPU over {} s: utime+stime from /proc/PID/stat (whole 10 ms ticks per process, \
+             so many nearly idle processes read low), and in brackets the threads' run time \
+             from /proc/PID/task/*/schedstat (ns).\n",
+            num(s.idle_secs)
+        );
+        let _ = writeln!(
+            out,
+            "| tool | tunnels | PSS total (MiB) | PSS per tunnel (MiB) | processes | all up after (s) | idle CPU (% of one core) |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+        for f in &r.fleets {
+            let cpu = f.idle_cpu.map_or("-".to_owned(), |c| {
+                format!("{:.3} ({:.3})", c.ticks_percent, c.run_percent)
+            });
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {:.2} | {cpu} |",
+                f.tool,
+                f.tunnels,
+                mib(f.pss_kib),
+                num(f.pss_kib as f64 / 1024.0 / f.tunnels as f64),
+                f.processes,
+                f.up_secs
+            );
+        }
     }
     if !r.notes.is_empty() {
         let _ = writeln!(out, "\nNotes:");
@@ -385,6 +391,8 @@ pub fn json(r: &Results) -> Value {
             "connections_secs": s.conn_secs,
             "idle_secs": s.idle_secs,
             "sshd_extra_config": s.sshd_extra,
+            "rounds_run": s.rounds_run,
+            "fleets_run": s.fleets_run,
         },
         "ciphers": r.ciphers,
         "metrics": metrics,
