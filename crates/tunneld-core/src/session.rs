@@ -478,11 +478,25 @@ impl crate::heartbeat::Probe for Session {
     }
 }
 
+/// Bytes read from the server's socket ahead of russh, which asks for each packet in two
+/// exact reads (its length, then the rest): one system call then serves several packets.
+const READ_AHEAD_BYTES: usize = 64 * 1024;
+/// A fill smaller than this means the session is not busy: the read-ahead buffer is given
+/// back once drained, so idle sessions hold none.
+const READ_AHEAD_KEEP_BYTES: usize = 16 * 1024;
+
 /// A TCP stream whose every read and write fails once `kill` is cancelled, waking any
-/// that is pending: the way to end a russh session stuck on a silent peer.
+/// that is pending: the way to end a russh session stuck on a silent peer. Reads go
+/// through a read-ahead buffer that exists only while data is flowing.
 struct Killable {
     inner: TcpStream,
     killed: Pin<Box<WaitForCancellationFutureOwned>>,
+    ahead: Vec<u8>,
+    /// `ahead[pos..end]` is read but not yet handed out.
+    pos: usize,
+    end: usize,
+    /// Bytes the last fill of `ahead` brought.
+    last_fill: usize,
 }
 
 impl Killable {
@@ -490,6 +504,10 @@ impl Killable {
         Killable {
             inner,
             killed: Box::pin(kill.cancelled_owned()),
+            ahead: Vec::new(),
+            pos: 0,
+            end: 0,
+            last_fill: 0,
         }
     }
 
@@ -502,6 +520,21 @@ impl Killable {
             Poll::Pending => Ok(()),
         }
     }
+
+    /// Hands out what is read ahead; true if there was any.
+    fn take_ahead(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        if self.pos == self.end {
+            return false;
+        }
+        let n = (self.end - self.pos).min(buf.remaining());
+        buf.put_slice(&self.ahead[self.pos..self.pos + n]);
+        self.pos += n;
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+        }
+        true
+    }
 }
 
 impl AsyncRead for Killable {
@@ -512,7 +545,32 @@ impl AsyncRead for Killable {
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         this.check(cx)?;
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        if this.take_ahead(buf) {
+            return Poll::Ready(Ok(()));
+        }
+        if buf.remaining() >= READ_AHEAD_BYTES {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        if this.ahead.is_empty() {
+            this.ahead = vec![0; READ_AHEAD_BYTES];
+        }
+        let mut fill = ReadBuf::new(&mut this.ahead);
+        match Pin::new(&mut this.inner).poll_read(cx, &mut fill) {
+            Poll::Ready(Ok(())) => {
+                this.end = fill.filled().len();
+                this.last_fill = this.end;
+                // Nothing filled is end of file: `buf` stays empty, as it should.
+                this.take_ahead(buf);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if this.last_fill < READ_AHEAD_KEEP_BYTES {
+                    this.ahead = Vec::new();
+                }
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -535,5 +593,83 @@ impl AsyncWrite for Killable {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn pair() -> (Killable, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ours, theirs) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let ours = Killable::new(ours.unwrap(), CancellationToken::new());
+        (ours, theirs.unwrap().0)
+    }
+
+    /// Packets as russh reads them: a 4-byte length, then exactly that many bytes.
+    #[tokio::test]
+    async fn read_ahead_hands_out_exactly_what_was_sent() {
+        let (mut ours, mut theirs) = pair().await;
+        let sizes: Vec<usize> = (0..200)
+            .map(|i| [4, 1500, 32_768, 70_000, 9][i % 5])
+            .collect();
+        let mut sent = Vec::new();
+        for (i, n) in sizes.iter().enumerate() {
+            sent.extend_from_slice(&(*n as u32).to_be_bytes());
+            sent.extend((0..*n).map(|j| (i * 31 + j) as u8));
+        }
+        let writer = tokio::spawn(async move {
+            theirs.write_all(&sent).await.unwrap();
+            sent
+        });
+        let mut got = Vec::new();
+        for _ in &sizes {
+            let mut len = [0u8; 4];
+            ours.read_exact(&mut len).await.unwrap();
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            ours.read_exact(&mut body).await.unwrap();
+            got.extend_from_slice(&len);
+            got.extend_from_slice(&body);
+        }
+        assert_eq!(got, writer.await.unwrap());
+        // The peer is gone: end of file once everything was read.
+        assert_eq!(ours.read(&mut [0u8; 8]).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_idle_session_holds_no_read_ahead_buffer() {
+        let (mut ours, mut theirs) = pair().await;
+        theirs.write_all(&[0, 0, 0, 3, 1, 2, 3]).await.unwrap();
+        let mut len = [0u8; 4];
+        ours.read_exact(&mut len).await.unwrap();
+        let mut body = [0u8; 3];
+        ours.read_exact(&mut body).await.unwrap();
+        assert_eq!(body, [1, 2, 3]);
+        // The next read finds nothing more for now.
+        let pending = std::future::poll_fn(|cx| {
+            let mut buf = ReadBuf::new(&mut len);
+            Poll::Ready(Pin::new(&mut ours).poll_read(cx, &mut buf).is_pending())
+        })
+        .await;
+        assert!(pending);
+        assert!(ours.ahead.is_empty(), "buffer kept after a small fill");
+        assert_eq!(ours.ahead.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_kill_fails_pending_reads() {
+        let (ours, _theirs) = pair().await;
+        let kill = CancellationToken::new();
+        let mut ours = Killable {
+            killed: Box::pin(kill.clone().cancelled_owned()),
+            ..ours
+        };
+        let read = tokio::spawn(async move { ours.read(&mut [0u8; 4]).await });
+        kill.cancel();
+        let err = read.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted);
     }
 }
