@@ -7,10 +7,12 @@
 //! its data), and a reader that makes no progress for [`STALLED_READER_TIMEOUT`] is cut
 //! off so that the other connections of the tunnel carry on.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use russh::client::Msg;
 use russh::{Channel, ChannelMsg, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -24,6 +26,10 @@ const LOCAL_READ_BYTES: usize = 64 * 1024;
 /// Channel packets (at most 32 KiB each) queued towards a local reader that is slower than
 /// the SSH link: about 2 MiB per connection, on top of russh's own channel queue.
 const DOWNSTREAM_QUEUE_PACKETS: usize = 64;
+/// Queued packets written to the local socket with one vectored write, at most: a reader
+/// that falls behind catches up in fewer, larger writes (as OpenSSH writes its whole
+/// channel buffer).
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
 /// How long a local reader may take no data at all, with its queue full, before its
 /// connection is closed to unblock the rest of the session. A tunnel uses less when its
 /// heartbeat window is short: the session must never stall long enough to look dead.
@@ -56,6 +62,56 @@ enum Down {
     Data(Bytes),
     Eof,
     Close,
+}
+
+/// Channel packets waiting for the local writer, as one [`Buf`] whose chunks go out in a
+/// single vectored write. Never holds an empty part, so `chunk` is empty only at the end.
+#[derive(Default)]
+struct Batch {
+    parts: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Batch {
+    fn push(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            self.len += data.len();
+            self.parts.push_back(data);
+        }
+    }
+}
+
+impl Buf for Batch {
+    fn remaining(&self) -> usize {
+        self.len
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.parts.front().map_or(&[], |b| b)
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        assert!(cnt <= self.len, "advance past the end of a batch");
+        self.len -= cnt;
+        while cnt > 0 {
+            let front = self.parts.front_mut().expect("len counts the parts");
+            if cnt < front.len() {
+                front.advance(cnt);
+                return;
+            }
+            cnt -= front.len();
+            self.parts.pop_front();
+        }
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, part) in dst.iter_mut().zip(&self.parts) {
+            *slot = IoSlice::new(part);
+            n += 1;
+        }
+        n
+    }
 }
 
 /// Sends CLOSE for the channel when dropped (russh sends nothing for a dropped half,
@@ -144,19 +200,32 @@ where
             }
         };
         let writer = async {
-            while let Some(item) = queued.recv().await {
-                match item {
-                    Down::Data(data) => {
-                        wr.write_all(&data).await?;
-                        counters
-                            .bytes_in
-                            .fetch_add(data.len() as u64, Ordering::Relaxed);
+            let mut batch = Batch::default();
+            while let Some(first) = queued.recv().await {
+                // Take what else is queued already, writing a batch at a time.
+                let mut next = Some(first);
+                let end = loop {
+                    match next.take() {
+                        Some(Down::Data(data)) => {
+                            batch.push(data);
+                            if batch.len >= WRITE_BATCH_BYTES {
+                                write_batch(&mut wr, &mut batch, counters).await?;
+                            }
+                            next = queued.try_recv().ok();
+                        }
+                        Some(Down::Eof) => break Some(true),
+                        Some(Down::Close) => break Some(false),
+                        None => break None,
                     }
-                    Down::Eof => {
+                };
+                write_batch(&mut wr, &mut batch, counters).await?;
+                match end {
+                    None => {}
+                    Some(true) => {
                         wr.shutdown().await?;
                         return Ok::<bool, PumpError>(true);
                     }
-                    Down::Close => break,
+                    Some(false) => break,
                 }
             }
             let _ = wr.shutdown().await;
@@ -206,6 +275,20 @@ where
     result
 }
 
+/// Writes out and empties `batch`, counting its bytes as received.
+async fn write_batch<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    batch: &mut Batch,
+    counters: &crate::status::ForwardCounters,
+) -> std::io::Result<()> {
+    let n = batch.len as u64;
+    if n > 0 {
+        wr.write_all_buf(batch).await?;
+        counters.bytes_in.fetch_add(n, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 /// Carries bytes between two streams (used where the channel is already a stream, as
 /// behind a reverse SOCKS handshake), counting them.
 ///
@@ -230,5 +313,53 @@ where
             c.bytes_out.fetch_add(out_bytes, Ordering::Relaxed);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(parts: &[&'static [u8]]) -> Batch {
+        let mut b = Batch::default();
+        for p in parts {
+            b.push(Bytes::from_static(p));
+        }
+        b
+    }
+
+    #[test]
+    fn a_batch_hands_out_its_parts_in_order_across_partial_advances() {
+        let mut b = batch(&[b"abc", b"", b"defg", b"h"]);
+        assert_eq!(b.remaining(), 8);
+        assert_eq!(b.parts.len(), 3, "empty parts are not kept");
+        let mut out = Vec::new();
+        // Advance by sizes that split parts and cross their boundaries.
+        for step in [2, 3, 1, 2] {
+            let take = step.min(b.remaining());
+            let mut left = take;
+            while left > 0 {
+                let n = b.chunk().len().min(left);
+                out.extend_from_slice(&b.chunk()[..n]);
+                b.advance(n);
+                left -= n;
+            }
+        }
+        assert_eq!(out, b"abcdefgh");
+        assert_eq!(b.remaining(), 0);
+        assert!(b.chunk().is_empty());
+    }
+
+    #[test]
+    fn a_batch_fills_io_slices_from_where_it_stands() {
+        let mut b = batch(&[b"abc", b"defg", b"h"]);
+        b.advance(4);
+        let mut slots = [IoSlice::new(&[]); 4];
+        let n = b.chunks_vectored(&mut slots);
+        let got: Vec<u8> = slots[..n].iter().flat_map(|s| s.iter().copied()).collect();
+        assert_eq!(got, b"efgh");
+        let mut one = [IoSlice::new(&[]); 1];
+        assert_eq!(b.chunks_vectored(&mut one), 1);
+        assert_eq!(&*one[0], b"efg");
     }
 }
