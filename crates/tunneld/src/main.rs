@@ -11,6 +11,7 @@
 
 mod control;
 mod daemon;
+mod memory;
 mod render;
 mod service;
 mod watch;
