@@ -481,9 +481,12 @@ impl crate::heartbeat::Probe for Session {
 /// Bytes read from the server's socket ahead of russh, which asks for each packet in two
 /// exact reads (its length, then the rest): one system call then serves several packets.
 const READ_AHEAD_BYTES: usize = 64 * 1024;
-/// A fill smaller than this means the session is not busy: the read-ahead buffer is given
-/// back once drained, so idle sessions hold none.
-const READ_AHEAD_KEEP_BYTES: usize = 16 * 1024;
+/// The read-ahead buffer of a session that is not busy: enough for heartbeats and
+/// handshake packets.
+const READ_AHEAD_IDLE_BYTES: usize = 4 * 1024;
+/// A fill at least this large, or one that filled the buffer, means the session is busy.
+/// A session that is not busy holds no buffer while it waits, so idle sessions cost none.
+const READ_AHEAD_BUSY_BYTES: usize = 16 * 1024;
 
 /// A TCP stream whose every read and write fails once `kill` is cancelled, waking any
 /// that is pending: the way to end a russh session stuck on a silent peer. Reads go
@@ -495,8 +498,8 @@ struct Killable {
     /// `ahead[pos..end]` is read but not yet handed out.
     pos: usize,
     end: usize,
-    /// Bytes the last fill of `ahead` brought.
-    last_fill: usize,
+    /// Whether the last fill of `ahead` says data is flowing (see [`READ_AHEAD_BUSY_BYTES`]).
+    busy: bool,
 }
 
 impl Killable {
@@ -507,7 +510,7 @@ impl Killable {
             ahead: Vec::new(),
             pos: 0,
             end: 0,
-            last_fill: 0,
+            busy: false,
         }
     }
 
@@ -518,6 +521,13 @@ impl Killable {
                 "session cut: the server stopped answering",
             )),
             Poll::Pending => Ok(()),
+        }
+    }
+
+    /// Nothing to read now: a session that is not busy gives its buffer back.
+    fn idle(&mut self) {
+        if !self.busy {
+            self.ahead = Vec::new();
         }
     }
 
@@ -551,23 +561,32 @@ impl AsyncRead for Killable {
         if buf.remaining() >= READ_AHEAD_BYTES {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
-        if this.ahead.is_empty() {
-            this.ahead = vec![0; READ_AHEAD_BYTES];
+        // Allocate only for a read that will not wait.
+        if this.inner.poll_read_ready(cx)?.is_pending() {
+            this.idle();
+            return Poll::Pending;
+        }
+        let size = if this.busy {
+            READ_AHEAD_BYTES
+        } else {
+            READ_AHEAD_IDLE_BYTES
+        };
+        if this.ahead.len() != size {
+            this.ahead = vec![0; size];
         }
         let mut fill = ReadBuf::new(&mut this.ahead);
         match Pin::new(&mut this.inner).poll_read(cx, &mut fill) {
             Poll::Ready(Ok(())) => {
-                this.end = fill.filled().len();
-                this.last_fill = this.end;
+                let n = fill.filled().len();
+                this.end = n;
+                this.busy = n == size || n >= READ_AHEAD_BUSY_BYTES;
                 // Nothing filled is end of file: `buf` stays empty, as it should.
                 this.take_ahead(buf);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                if this.last_fill < READ_AHEAD_KEEP_BYTES {
-                    this.ahead = Vec::new();
-                }
+                this.idle();
                 Poll::Pending
             }
         }
@@ -648,15 +667,51 @@ mod tests {
         let mut body = [0u8; 3];
         ours.read_exact(&mut body).await.unwrap();
         assert_eq!(body, [1, 2, 3]);
-        // The next read finds nothing more for now.
+        assert_nothing_to_read(&mut ours).await;
+        assert!(ours.ahead.is_empty(), "buffer kept after a small fill");
+        assert_eq!(ours.ahead.capacity(), 0);
+    }
+
+    /// Polls one read of `len` bytes, expecting it to find nothing for now.
+    async fn assert_nothing_to_read(ours: &mut Killable) {
+        let mut len = [0u8; 4];
         let pending = std::future::poll_fn(|cx| {
             let mut buf = ReadBuf::new(&mut len);
-            Poll::Ready(Pin::new(&mut ours).poll_read(cx, &mut buf).is_pending())
+            Poll::Ready(Pin::new(&mut *ours).poll_read(cx, &mut buf).is_pending())
         })
         .await;
         assert!(pending);
-        assert!(ours.ahead.is_empty(), "buffer kept after a small fill");
-        assert_eq!(ours.ahead.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_busy_session_reads_ahead_and_gives_the_buffer_back_once_quiet() {
+        let (mut ours, mut theirs) = pair().await;
+        let bulk = vec![7u8; 1 << 20];
+        let writer = tokio::spawn({
+            let bulk = bulk.clone();
+            async move {
+                theirs.write_all(&bulk).await.unwrap();
+                theirs
+            }
+        });
+        let mut got = vec![0u8; bulk.len()];
+        let mut largest = 0;
+        for chunk in got.chunks_mut(4) {
+            ours.read_exact(chunk).await.unwrap();
+            largest = largest.max(ours.ahead.len());
+        }
+        assert_eq!(got, bulk);
+        assert_eq!(
+            largest, READ_AHEAD_BYTES,
+            "bulk data never switched to the large buffer"
+        );
+        let mut theirs = writer.await.unwrap();
+        // Then only a heartbeat's worth: the next wait gives the buffer back.
+        theirs.write_all(&[1, 2, 3]).await.unwrap();
+        let mut small = [0u8; 3];
+        ours.read_exact(&mut small).await.unwrap();
+        assert_nothing_to_read(&mut ours).await;
+        assert_eq!(ours.ahead.capacity(), 0, "buffer kept by a quiet session");
     }
 
     #[tokio::test]
