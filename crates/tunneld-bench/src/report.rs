@@ -415,18 +415,23 @@ const MARGIN_BOTTOM: f64 = 42.0;
 struct Panel {
     title: String,
     groups: Vec<String>,
-    /// (name, colour, one value per group).
-    series: Vec<(String, &'static str, Vec<Option<f64>>)>,
+    series: Vec<Series>,
 }
+
+/// A panel's series: name, colour, one value per group (the figure, or why there is none).
+type Series = (String, &'static str, Vec<Result<f64, &'static str>>);
 
 /// Stacked panels: throughput, latency, connection rate, memory.
 pub fn svg(r: &Results) -> String {
-    let contender_series = |metrics: &[&Metric]| -> Vec<(String, &'static str, Vec<Option<f64>>)> {
+    let contender_series = |metrics: &[&Metric]| -> Vec<Series> {
         Contender::ALL
             .iter()
             .zip(COLOURS)
             .map(|(&c, colour)| {
-                let values = metrics.iter().map(|m| r.median(c, m)).collect();
+                let values = metrics
+                    .iter()
+                    .map(|m| r.median(c, m).ok_or("failed"))
+                    .collect();
                 (c.label().to_owned(), colour, values)
             })
             .collect()
@@ -459,10 +464,13 @@ pub fn svg(r: &Results) -> String {
                 let values = sizes
                     .iter()
                     .map(|&n| {
-                        r.fleets
-                            .iter()
-                            .find(|f| f.tool == tool && f.tunnels == n)
-                            .map(|f| f.pss_kib as f64 / 1024.0)
+                        let failed = format!("{tool} × {n} tunnels failed");
+                        match r.fleets.iter().find(|f| f.tool == tool && f.tunnels == n) {
+                            Some(f) => Ok(f.pss_kib as f64 / 1024.0),
+                            None if r.notes.iter().any(|x| x.starts_with(&failed)) => Err("failed"),
+                            // Not every size is run for every tool (autossh × 1000).
+                            None => Err("not run"),
+                        }
                     })
                     .collect();
                 (tool.to_owned(), colour, values)
@@ -552,8 +560,8 @@ fn draw_panel(out: &mut String, p: &Panel, top: f64) {
         let first = centre - bar_width * p.series.len() as f64 / 2.0;
         for (i, (_, colour, values)) in p.series.iter().enumerate() {
             let x = first + bar_width * i as f64;
-            match values.get(g).copied().flatten() {
-                Some(v) => {
+            match values.get(g).copied().unwrap_or(Err("failed")) {
+                Ok(v) => {
                     let _ = writeln!(
                         out,
                         r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{colour}"/><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="9">{}</text>"#,
@@ -565,12 +573,13 @@ fn draw_panel(out: &mut String, p: &Panel, top: f64) {
                         num(v)
                     );
                 }
-                None => {
+                Err(why) => {
                     let _ = writeln!(
                         out,
-                        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="9">failed</text>"#,
+                        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="9">{}</text>"#,
                         x + bar_width / 2.0 - 1.0,
-                        plot_bottom - 3.0
+                        plot_bottom - 3.0,
+                        why
                     );
                 }
             }
