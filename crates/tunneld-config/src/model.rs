@@ -13,6 +13,8 @@ pub(crate) const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "tra
 pub(crate) const DEFAULT_MAX_CONCURRENT_HANDSHAKES: usize = 8;
 pub(crate) const DEFAULT_SERVER_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_SERVER_ALIVE_COUNT_MAX: u32 = 3;
+/// Failed attempts on one host before the next of a host list is tried.
+pub(crate) const DEFAULT_FAILOVER_AFTER: u32 = 3;
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 pub(crate) const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(30);
 
@@ -100,6 +102,8 @@ pub struct TunnelConfig {
     pub server_alive_interval: Duration,
     /// Unanswered heartbeats before the session is declared dead (>= 1).
     pub server_alive_count_max: u32,
+    /// Failed attempts in a row on one host before trying the next of `hosts` (>= 1).
+    pub failover_after: u32,
     /// Limit for TCP connect + handshake + authentication (> 0).
     pub connect_timeout: Duration,
     /// Wait schedule between reconnection attempts.
@@ -136,6 +140,7 @@ impl TunnelConfig {
             strict_host_key_checking,
             server_alive_interval,
             server_alive_count_max,
+            failover_after,
             connect_timeout,
             backoff,
             stable_after,
@@ -153,6 +158,7 @@ impl TunnelConfig {
             && *strict_host_key_checking == other.strict_host_key_checking
             && *server_alive_interval == other.server_alive_interval
             && *server_alive_count_max == other.server_alive_count_max
+            && *failover_after == other.failover_after
             && *connect_timeout == other.connect_timeout
             && *backoff == other.backoff
             && *stable_after == other.stable_after

@@ -68,6 +68,7 @@ pub(crate) struct RawTunnel {
     pub strict_host_key_checking: Option<StrictHostKeyChecking>,
     pub server_alive_interval: Option<Duration>,
     pub server_alive_count_max: Option<u32>,
+    pub failover_after: Option<u32>,
     pub connect_timeout: Option<Duration>,
     pub backoff: Option<Spanned<RawBackoff>>,
     pub stable_after: Option<Duration>,
@@ -109,6 +110,7 @@ const TUNNEL_KEYS: &[&str] = &[
     "strict_host_key_checking",
     "server_alive_interval",
     "server_alive_count_max",
+    "failover_after",
     "connect_timeout",
     "backoff",
     "stable_after",
@@ -263,17 +265,8 @@ fn tunnel(
             "known_hosts" => r.known_hosts = paths(k, item, env, p),
             "strict_host_key_checking" => r.strict_host_key_checking = strict(item, p),
             "server_alive_interval" => r.server_alive_interval = duration(k, item, true, p),
-            "server_alive_count_max" => {
-                if let Some(n) = integer(k, item, p) {
-                    match u32::try_from(n) {
-                        Ok(count) if count >= 1 => r.server_alive_count_max = Some(count),
-                        _ => p.push(
-                            item.span(),
-                            format!("server_alive_count_max must be at least 1, not {n}"),
-                        ),
-                    }
-                }
-            }
+            "server_alive_count_max" => r.server_alive_count_max = count(k, item, p),
+            "failover_after" => r.failover_after = count(k, item, p),
             "connect_timeout" => r.connect_timeout = duration(k, item, true, p),
             "backoff" => r.backoff = backoff(item, p),
             "stable_after" => r.stable_after = duration(k, item, false, p),
@@ -531,6 +524,18 @@ fn integer(key: &str, item: &Item<'_>, p: &mut Problems) -> Option<i64> {
         },
         v => {
             wrong_type(key, "an integer", v, item.span(), p);
+            None
+        }
+    }
+}
+
+/// A count of at least 1.
+fn count(key: &str, item: &Item<'_>, p: &mut Problems) -> Option<u32> {
+    let n = integer(key, item, p)?;
+    match u32::try_from(n) {
+        Ok(count) if count >= 1 => Some(count),
+        _ => {
+            p.push(item.span(), format!("{key} must be at least 1, not {n}"));
             None
         }
     }

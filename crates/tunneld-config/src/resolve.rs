@@ -10,9 +10,9 @@ use crate::env::Env;
 use crate::forward::{self, Listen, LocalBind, RemoteListen};
 use crate::host::{DEFAULT_SSH_PORT, HostPort};
 use crate::model::{
-    Backoff, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_CONCURRENT_HANDSHAKES,
-    DEFAULT_SERVER_ALIVE_COUNT_MAX, DEFAULT_SERVER_ALIVE_INTERVAL, DEFAULT_STABLE_AFTER,
-    DaemonConfig, TunnelConfig,
+    Backoff, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FAILOVER_AFTER, DEFAULT_LOG_LEVEL,
+    DEFAULT_MAX_CONCURRENT_HANDSHAKES, DEFAULT_SERVER_ALIVE_COUNT_MAX,
+    DEFAULT_SERVER_ALIVE_INTERVAL, DEFAULT_STABLE_AFTER, DaemonConfig, TunnelConfig,
 };
 use crate::raw::{Problems, RawBackoff, RawDaemon, RawDoc, RawTunnel};
 
@@ -211,6 +211,10 @@ fn tunnel(
             .server_alive_count_max
             .or(defaults.server_alive_count_max)
             .unwrap_or(DEFAULT_SERVER_ALIVE_COUNT_MAX),
+        failover_after: raw
+            .failover_after
+            .or(defaults.failover_after)
+            .unwrap_or(DEFAULT_FAILOVER_AFTER),
         connect_timeout: pick(
             raw.connect_timeout,
             defaults.connect_timeout,

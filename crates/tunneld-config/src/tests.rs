@@ -140,6 +140,7 @@ fn built_in_defaults() {
         strict_host_key_checking: StrictHostKeyChecking::Yes,
         server_alive_interval: Duration::from_secs(10),
         server_alive_count_max: 3,
+        failover_after: 3,
         connect_timeout: Duration::from_secs(15),
         backoff: Backoff {
             initial: Duration::from_secs(1),
@@ -451,6 +452,10 @@ fn single_errors() {
             "t.toml:4:26: server_alive_count_max must be at least 1, not 0",
         ),
         (
+            t("failover_after = -2"),
+            "t.toml:4:18: failover_after must be at least 1, not -2",
+        ),
+        (
             t("strict_host_key_checking = \"ask\""),
             "t.toml:4:28: strict_host_key_checking \"ask\" is impossible in a daemon",
         ),
@@ -511,7 +516,7 @@ fn single_errors() {
             "t.toml:2:9: invalid TOML: invalid boolean, expected `true`",
         ),
     ];
-    assert_eq!(cases.len(), 38);
+    assert_eq!(cases.len(), 39);
     for (text, want) in &cases {
         let got = parse_err(text);
         assert_eq!(got.len(), 1, "{text}\ngot:\n{}", got.join("\n"));
@@ -586,7 +591,7 @@ fn same_connection_ignores_only_forward_lists() {
     assert!(base.same_connection(&forwards_changed));
     assert!(base.same_connection(&base));
 
-    let variations: [fn(&mut TunnelConfig); 12] = [
+    let variations: [fn(&mut TunnelConfig); 13] = [
         |t| t.name.push('x'),
         |t| t.hosts[0].port = 23,
         |t| t.user.push('x'),
@@ -595,6 +600,7 @@ fn same_connection_ignores_only_forward_lists() {
         |t| t.strict_host_key_checking = StrictHostKeyChecking::No,
         |t| t.server_alive_interval = Duration::from_secs(1),
         |t| t.server_alive_count_max = 9,
+        |t| t.failover_after = 1,
         |t| t.connect_timeout = Duration::from_secs(1),
         |t| t.backoff.jitter = 0.5,
         |t| t.stable_after = Duration::ZERO,

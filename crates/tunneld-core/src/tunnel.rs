@@ -351,13 +351,58 @@ async fn bind_until_done(
     }
 }
 
+/// Which of a tunnel's hosts to try: the same one until `after` attempts in a row have
+/// failed on it, then the next, round the list. A host that served a session is kept.
+#[derive(Debug)]
+struct HostRotation {
+    len: usize,
+    after: u32,
+    current: usize,
+    failures: u32,
+}
+
+impl HostRotation {
+    fn new(len: usize, after: u32) -> Self {
+        HostRotation {
+            len: len.max(1),
+            after: after.max(1),
+            current: 0,
+            failures: 0,
+        }
+    }
+
+    fn current(&self) -> usize {
+        self.current
+    }
+
+    /// A session was established on the current host.
+    fn connected(&mut self) {
+        self.failures = 0;
+    }
+
+    /// An attempt on the current host failed; true if this moved to another host.
+    fn failed(&mut self) -> bool {
+        self.failures += 1;
+        if self.failures < self.after || self.len == 1 {
+            return false;
+        }
+        self.failures = 0;
+        self.current = (self.current + 1) % self.len;
+        true
+    }
+}
+
 async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
     let mut schedule = Schedule::new(t.cfg.backoff);
     let mut connected_before = false;
+    let mut hosts = HostRotation::new(t.cfg.hosts.len(), t.cfg.failover_after);
     loop {
-        t.status.send_modify(|s| s.retry_in = None);
+        let host = &t.cfg.hosts[hosts.current()];
+        t.status.send_modify(|s| {
+            s.retry_in = None;
+            s.host = host.to_string();
+        });
         t.set_state(TunnelState::Connecting);
-        let host = &t.cfg.hosts[0];
         let shared = Arc::new(SessionShared {
             tunnel: Arc::clone(&t.name),
             routes: Mutex::default(),
@@ -387,6 +432,7 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
         };
         let needs_operator = match result {
             Ok(session) => {
+                hosts.connected();
                 if connected_before {
                     t.status.send_modify(|s| s.reconnects += 1);
                 }
@@ -412,8 +458,13 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
                 false
             }
             Err(e) => {
-                warn!(tunnel = %t.name, error = %e, "connection failed");
+                warn!(tunnel = %t.name, host = %host, error = %e, "connection failed");
                 t.status.send_modify(|s| s.last_error = Some(e.to_string()));
+                if hosts.failed() {
+                    let next = &t.cfg.hosts[hosts.current()];
+                    warn!(tunnel = %t.name, from = %host, to = %next, attempts = t.cfg.failover_after,
+                          "failing over to the next host");
+                }
                 e.needs_operator()
             }
         };
@@ -573,4 +624,35 @@ async fn goodbye(t: &Tunnel, session: &Session) {
         session.shared.closed.cancelled().await;
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HostRotation;
+
+    #[test]
+    fn hosts_rotate_after_the_failures_in_a_row_and_stay_once_connected() {
+        let mut h = HostRotation::new(3, 2);
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            seen.push(h.current());
+            h.failed();
+        }
+        assert_eq!(seen, [0, 0, 1, 1, 2, 2, 0]);
+        // A session on host 0 resets its count: one more failure does not move on.
+        h.connected();
+        assert!(!h.failed());
+        assert_eq!(h.current(), 0);
+        assert!(h.failed());
+        assert_eq!(h.current(), 1);
+    }
+
+    #[test]
+    fn a_single_host_never_moves() {
+        let mut h = HostRotation::new(1, 1);
+        for _ in 0..5 {
+            assert!(!h.failed());
+            assert_eq!(h.current(), 0);
+        }
+    }
 }

@@ -162,12 +162,6 @@ pub(crate) fn not_yet_used(config: &tunneld_config::Config) -> Vec<String> {
             "[daemon] metrics = \"{addr}\": no metrics endpoint is served by this version"
         ));
     }
-    for t in config.tunnels.values().filter(|t| t.hosts.len() > 1) {
-        notes.push(format!(
-            "tunnel \"{}\": only the first host ({}) is used; failover to the others is not implemented yet",
-            t.name, t.hosts[0]
-        ));
-    }
     notes
 }
 

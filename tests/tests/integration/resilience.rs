@@ -336,3 +336,55 @@ async fn a_server_that_never_speaks_hits_connect_timeout() {
     wait_state(&mut rx, TunnelState::Up).await;
     daemon.shutdown().await;
 }
+
+/// `host` as a list: with the first server down the tunnel moves to the second after
+/// `failover_after` failed attempts; when that one dies in turn and the first is back, it
+/// goes round to the first. Status names the host in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_list_fails_over_to_the_next_server_and_round_again() {
+    let mut first = Sshd::start().await.unwrap();
+    first.stop().await;
+    let mut second = Sshd::start().await.unwrap();
+    let echo = EchoServer::start().await.unwrap();
+    let spec = format!("0:127.0.0.1:{}", echo.port());
+    let (a, b) = (
+        format!("127.0.0.1:{}", first.port()),
+        format!("127.0.0.1:{}", second.port()),
+    );
+    let text = format!(
+        r#"
+[tunnels.t]
+host = ["{a}", "{b}"]
+user = "{user}"
+identity_file = ["{ka}", "{kb}"]
+known_hosts = ["{kha}", "{khb}"]
+connect_timeout = "5s"
+backoff = {{ initial = "50ms", max = "200ms" }}
+failover_after = 2
+local = ["{spec}"]
+"#,
+        user = first.user(),
+        ka = first.client_key().display(),
+        kb = second.client_key().display(),
+        kha = first.known_hosts().display(),
+        khb = second.known_hosts().display(),
+    );
+    let daemon = Daemon::start(&config(&text));
+    let mut rx = daemon.watch("t").unwrap();
+    let up = wait_state(&mut rx, TunnelState::Up).await;
+    assert_eq!(up.host, b, "{up:?}");
+    wait_traffic(local_addr(&up, &spec), "traffic through the second host").await;
+    assert_eq!(second.count_in_log("Accepted publickey"), 1);
+
+    // The second dies, the first is back: round the list to the first.
+    first.restart().await.unwrap();
+    second.stop().await;
+    let back = wait_status(&mut rx, "the tunnel up on the first host", |s| {
+        s.state == TunnelState::Up && s.host == a
+    })
+    .await;
+    assert_eq!(back.reconnects, 1, "{back:?}");
+    wait_traffic(local_addr(&back, &spec), "traffic through the first host").await;
+    assert_eq!(first.count_in_log("Accepted publickey"), 1);
+    daemon.shutdown().await;
+}
