@@ -111,9 +111,24 @@ pub fn known_algorithms(files: &[PathBuf], name: &str) -> Vec<Algorithm> {
     algs
 }
 
-/// Appends `name key` to `file` (for `accept-new`), creating the file with mode 0600.
-pub fn append(file: &Path, name: &str, key: &PublicKey) -> std::io::Result<()> {
+/// Records `name key` in `file` for `accept-new`, creating it with mode 0600.
+///
+/// Under an exclusive lock on the file, the host is looked up again in `files` (which
+/// include `file`): another tunnel may have learnt it meanwhile. Only a host still
+/// unknown is appended, on a line of its own even when the file does not end with a
+/// newline. Returns the verdict under the lock: [`Verdict::Unknown`] means recorded now.
+///
+/// # Errors
+/// The file cannot be created, locked, read or written.
+pub fn record(
+    files: &[PathBuf],
+    file: &Path,
+    name: &str,
+    key: &PublicKey,
+) -> std::io::Result<Verdict> {
+    use std::io::{Read, Seek, SeekFrom};
     use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -121,12 +136,33 @@ pub fn append(file: &Path, name: &str, key: &PublicKey) -> std::io::Result<()> {
         .to_openssh()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut f = std::fs::OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o600)
         .open(file)?;
-    // One write call: with O_APPEND the line lands whole even beside another writer.
-    f.write_all(format!("{name} {encoded}\n").as_bytes())
+    // SAFETY: flock on a descriptor we own; released when `f` is closed.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let verdict = check(files, name, key);
+    if !matches!(verdict, Verdict::Unknown) {
+        return Ok(verdict);
+    }
+    let mut line = String::new();
+    if f.seek(SeekFrom::End(0))? > 0 {
+        f.seek(SeekFrom::End(-1))?;
+        let mut last = [0u8; 1];
+        f.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            line.push('\n');
+        }
+    }
+    line.push_str(&format!("{name} {encoded}\n"));
+    // One write call: with O_APPEND the line lands whole even beside a writer that does
+    // not lock (ssh itself).
+    f.write_all(line.as_bytes())?;
+    Ok(Verdict::Unknown)
 }
 
 fn host_matches(patterns: &HostPatterns, name: &str) -> bool {
@@ -275,16 +311,70 @@ mod tests {
     }
 
     #[test]
-    fn unreadable_lines_are_skipped_and_append_round_trips() {
+    fn unreadable_lines_are_skipped_and_record_round_trips() {
         let (dir, files) = file("garbage line here\n");
         let k = key(KEY_A);
         assert_eq!(check(&files, "h", &k), Verdict::Unknown);
-        append(&files[0], "[h]:2200", &k).unwrap();
+        let recorded = record(&files, &files[0], "[h]:2200", &k).unwrap();
+        assert_eq!(recorded, Verdict::Unknown);
         assert_eq!(check(&files, "[h]:2200", &k), Verdict::Trusted);
         assert_eq!(
             known_algorithms(&files, "[h]:2200"),
             vec![Algorithm::Ed25519]
         );
         drop(dir);
+    }
+
+    #[test]
+    fn a_file_without_a_final_newline_gets_the_key_on_a_line_of_its_own() {
+        let (_d, files) = file(&format!("other.example {KEY_B}"));
+        record(&files, &files[0], "new.example", &key(KEY_A)).unwrap();
+        assert_eq!(
+            check(&files, "other.example", &key(KEY_B)),
+            Verdict::Trusted
+        );
+        assert_eq!(check(&files, "new.example", &key(KEY_A)), Verdict::Trusted);
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[test]
+    fn tunnels_learning_a_host_at_once_write_it_once() {
+        let (_d, files) = file("");
+        let k = key(KEY_A);
+        let barrier = std::sync::Barrier::new(8);
+        let verdicts: Vec<Verdict> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        record(&files, &files[0], "[h]:2200", &k).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let recorded = verdicts.iter().filter(|v| **v == Verdict::Unknown).count();
+        assert_eq!(recorded, 1, "{verdicts:?}");
+        assert!(
+            verdicts
+                .iter()
+                .all(|v| matches!(v, Verdict::Unknown | Verdict::Trusted))
+        );
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_key_recorded_meanwhile_by_another_wins_over_a_different_one() {
+        let (_d, files) = file("");
+        record(&files, &files[0], "h", &key(KEY_A)).unwrap();
+        let second = record(&files, &files[0], "h", &key(KEY_B)).unwrap();
+        assert!(
+            matches!(second, Verdict::Changed { line: 1, .. }),
+            "{second:?}"
+        );
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
     }
 }

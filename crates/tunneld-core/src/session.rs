@@ -133,11 +133,25 @@ impl HostCheck {
                 let Some(file) = self.files.first() else {
                     return Err("accept-new needs a known_hosts file to record the key in".into());
                 };
-                known_hosts::append(file, &self.name, key).map_err(|e| {
-                    format!("cannot record the new host key in {}: {e}", file.display())
-                })?;
-                info!(host = %self.name, %fingerprint, file = %file.display(), "new host key recorded (accept-new)");
-                Ok(())
+                let recorded =
+                    known_hosts::record(&self.files, file, &self.name, key).map_err(|e| {
+                        format!("cannot record the new host key in {}: {e}", file.display())
+                    })?;
+                match recorded {
+                    Verdict::Unknown => {
+                        info!(host = %self.name, %fingerprint, file = %file.display(), "new host key recorded (accept-new)");
+                        Ok(())
+                    }
+                    Verdict::Trusted => Ok(()),
+                    // Another tunnel recorded a different key for this host meanwhile.
+                    Verdict::Changed { file, line } | Verdict::Revoked { file, line } => {
+                        Err(format!(
+                            "the server's {} key {fingerprint} does not match the key just recorded for it by another tunnel ({}:{line})",
+                            key.algorithm(),
+                            file.display()
+                        ))
+                    }
+                }
             }
             (Verdict::Unknown, StrictHostKeyChecking::No) => {
                 warn!(host = %self.name, %fingerprint,

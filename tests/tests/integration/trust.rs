@@ -223,3 +223,41 @@ async fn failures_only_an_operator_can_fix_retry_at_the_backoff_ceiling() {
     );
     daemon.shutdown().await;
 }
+
+/// Eight tunnels meet the same unknown server at once under `accept-new`: each comes up,
+/// and the key is recorded once, whole, in the shared file. (The race itself, writers
+/// released together, is pinned by the known_hosts unit tests; here it is the whole path.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_learning_one_host_at_once_record_it_once() {
+    let sshd = Sshd::start().await.unwrap();
+    let kh = sshd.dir().join("shared_known_hosts");
+    std::fs::write(&kh, "").unwrap();
+    let text: String = (0..8)
+        .map(|i| {
+            tunnel_toml(
+                &sshd,
+                &format!("t{i}"),
+                "dynamic = [\"0\"]\nstrict_host_key_checking = \"accept-new\"",
+            )
+            .replace(
+                &sshd.known_hosts().display().to_string(),
+                &kh.display().to_string(),
+            )
+        })
+        .collect();
+    let daemon = Daemon::start(&config(&text));
+    for i in 0..8 {
+        let mut rx = daemon.watch(&format!("t{i}")).unwrap();
+        wait_state(&mut rx, TunnelState::Up).await;
+    }
+    daemon.shutdown().await;
+    let learned = std::fs::read_to_string(&kh).unwrap();
+    assert_eq!(
+        learned,
+        format!(
+            "[127.0.0.1]:{} {}\n",
+            sshd.port(),
+            sshd.host_key_pub().trim()
+        ),
+    );
+}
