@@ -7,6 +7,7 @@
 //! `(count + 1) × interval`, so it is left off and this runs instead.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::FusedFuture;
@@ -34,14 +35,17 @@ pub(crate) enum Verdict {
 ///
 /// # Cancellation
 /// Drop the future to stop probing; nothing is left running.
+/// Each answered probe's round trip is stored in `rtt_us` (microseconds).
 pub(crate) async fn watch<P: Probe>(
     peer: &P,
     interval: Duration,
     count: u32,
     tunnel: &str,
+    rtt_us: &AtomicU64,
 ) -> Verdict {
     let window = interval * count.max(1);
     let mut last_answer = Instant::now();
+    let mut sent = last_answer;
     let mut unanswered = 0u32;
     let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -52,6 +56,7 @@ pub(crate) async fn watch<P: Probe>(
         tokio::select! {
             _ = ticks.tick() => {
                 if in_flight.is_terminated() {
+                    sent = Instant::now();
                     in_flight.set(futures_util::FutureExt::fuse(peer.ping()));
                 } else {
                     tracing::warn!(tunnel, unanswered, of = count, "heartbeat unanswered");
@@ -63,6 +68,8 @@ pub(crate) async fn watch<P: Probe>(
                     return Verdict::Closed;
                 }
                 last_answer = Instant::now();
+                let rtt = u64::try_from(last_answer.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
+                rtt_us.store(rtt.max(1), Ordering::Relaxed);
                 unanswered = 0;
             }
             _ = tokio::time::sleep_until(last_answer + window) => {
@@ -75,7 +82,7 @@ pub(crate) async fn watch<P: Probe>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU32};
 
     /// A peer that answers after `delay`, or never while `silent` is set.
     struct FakePeer {
@@ -117,7 +124,7 @@ mod tests {
         let peer = FakePeer::new(Duration::from_millis(50));
         peer.silent.store(true, Ordering::SeqCst);
         let start = Instant::now();
-        let verdict = watch(&peer, INTERVAL, 2, "t").await;
+        let verdict = watch(&peer, INTERVAL, 2, "t", &AtomicU64::new(0)).await;
         assert!(matches!(verdict, Verdict::Silent { .. }), "{verdict:?}");
         assert_eq!(start.elapsed(), INTERVAL * 2);
         // One probe pending is enough: no pile-up behind an unanswered one.
@@ -128,10 +135,13 @@ mod tests {
     async fn silence_after_answers_is_counted_from_the_last_answer() {
         let peer = std::sync::Arc::new(FakePeer::new(Duration::from_millis(100)));
         let p = std::sync::Arc::clone(&peer);
-        let watcher = tokio::spawn(async move { watch(&*p, INTERVAL, 3, "t").await });
+        let rtt = std::sync::Arc::new(AtomicU64::new(0));
+        let r = std::sync::Arc::clone(&rtt);
+        let watcher = tokio::spawn(async move { watch(&*p, INTERVAL, 3, "t", &r).await });
         // Healthy for a while: probes at 2, 4, 6 s answered 100 ms later.
         tokio::time::sleep(Duration::from_millis(6_500)).await;
         assert!(!watcher.is_finished());
+        assert_eq!(rtt.load(Ordering::Relaxed), 100_000, "round trip in µs");
         peer.silent.store(true, Ordering::SeqCst);
         let went_silent = Instant::now();
         let verdict = watcher.await.unwrap();
@@ -145,8 +155,11 @@ mod tests {
     async fn a_slow_but_answering_peer_stays_alive() {
         // Answers take 1.9 s of a 2 s interval: never dead.
         let peer = FakePeer::new(Duration::from_millis(1_900));
-        let r =
-            tokio::time::timeout(Duration::from_secs(600), watch(&peer, INTERVAL, 2, "t")).await;
+        let r = tokio::time::timeout(
+            Duration::from_secs(600),
+            watch(&peer, INTERVAL, 2, "t", &AtomicU64::new(0)),
+        )
+        .await;
         assert!(r.is_err(), "declared dead: {r:?}");
     }
 
@@ -155,7 +168,10 @@ mod tests {
         let peer = FakePeer::new(Duration::ZERO);
         peer.closed.store(true, Ordering::SeqCst);
         let start = Instant::now();
-        assert_eq!(watch(&peer, INTERVAL, 3, "t").await, Verdict::Closed);
+        assert_eq!(
+            watch(&peer, INTERVAL, 3, "t", &AtomicU64::new(0)).await,
+            Verdict::Closed
+        );
         assert_eq!(start.elapsed(), INTERVAL);
     }
 }

@@ -39,7 +39,9 @@ use tunneld_config::{Config, Diff, TunnelConfig};
 
 pub use error::TunnelError;
 pub use pump::STALLED_READER_TIMEOUT;
-pub use status::{ForwardKind, ForwardState, ForwardStatus, TunnelState, TunnelStatus};
+pub use status::{
+    ForwardCounters, ForwardKind, ForwardState, ForwardStatus, TunnelState, TunnelStatus,
+};
 pub use tunnel::PROXY_JUMP_UNSUPPORTED;
 
 /// How long [`Daemon::shutdown`] waits for tunnels to close politely.

@@ -153,6 +153,11 @@ pub struct TunnelStatus {
     pub last_error: Option<String>,
     /// In `backoff`: how long the tunnel waits before its next attempt.
     pub retry_in: Option<std::time::Duration>,
+    /// When a session last came up (connected and authenticated).
+    pub last_connect: Option<SystemTime>,
+    /// Round trip of the last answered heartbeat, in microseconds; 0 until one is.
+    /// Updated in place, without waking the watchers of the status.
+    pub heartbeat_rtt_us: Arc<AtomicU64>,
     /// Its forwards, local first, then remote, then dynamic.
     pub forwards: Vec<ForwardStatus>,
 }

@@ -65,6 +65,8 @@ pub(crate) fn initial_status(cfg: &TunnelConfig) -> TunnelStatus {
         reconnects: 0,
         last_error: None,
         retry_in: None,
+        last_connect: None,
+        heartbeat_rtt_us: Arc::default(),
         forwards: forward_list(cfg, &[]),
     }
 }
@@ -490,9 +492,13 @@ async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String
     let server = lock(&session.shared.server_version)
         .clone()
         .unwrap_or_default();
-    info!(tunnel = %t.name, host = %t.cfg.hosts[0], server = %server, host_key = %session.host_key, "connected");
+    let host = t.status.borrow().host.clone();
+    info!(tunnel = %t.name, host = %host, server = %server, host_key = %session.host_key, "connected");
+    let rtt = Arc::clone(&t.status.borrow().heartbeat_rtt_us);
+    rtt.store(0, std::sync::atomic::Ordering::Relaxed);
     t.status.send_modify(|s| {
         s.last_error = None;
+        s.last_connect = Some(SystemTime::now());
         for f in s
             .forwards
             .iter_mut()
@@ -517,7 +523,7 @@ async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String
     let end = tokio::select! {
         _ = t.cancel.cancelled() => None,
         _ = session.shared.closed.cancelled() => Some(closed()),
-        verdict = heartbeat::watch(&**session, interval, count, &t.name) => Some(match verdict {
+        verdict = heartbeat::watch(&**session, interval, count, &t.name, &rtt) => Some(match verdict {
             heartbeat::Verdict::Silent { unanswered } => format!(
                 "server stopped answering: {unanswered} heartbeat(s) unanswered in {:?} \
                  (server_alive_interval {interval:?} x server_alive_count_max {count})",
