@@ -104,10 +104,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ControlSocket::bind(&config.daemon.socket, config.daemon.socket_group.as_deref()).await?;
     let (requests, mut incoming) = mpsc::channel(16);
     let control = tokio::spawn(socket.serve(requests));
+    let (snapshots, mut snapshot_requests) = mpsc::channel::<crate::metrics::Snapshot>(16);
+    let metrics = match &config.daemon.metrics {
+        Some(addr) => {
+            let listener = crate::metrics::bind(addr).await?;
+            info!(listen = %addr, "serving /metrics and /ready");
+            Some(tokio::spawn(crate::metrics::serve(listener, snapshots)))
+        }
+        None => None,
+    };
 
-    for note in crate::not_yet_used(&config) {
-        warn!("{note}");
-    }
     let mut daemon = Daemon::start(&config);
     let mut file_watch = start_watch(&config);
     let mut changes = receivers(&daemon);
@@ -150,6 +156,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
                 notifier.watchdog_ping();
             }
+            Some(reply) = snapshot_requests.recv() => {
+                let _ = reply.send(daemon.status());
+            }
             _ = any_change(&mut changes) => trim.soon(),
             () = trim.due() => trim.run(),
         }
@@ -163,6 +172,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     notifier.stopping();
     control.abort();
     let _ = control.await;
+    if let Some(m) = metrics {
+        m.abort();
+        let _ = m.await;
+    }
     daemon.shutdown().await;
     info!("stopped");
     Ok(())

@@ -12,6 +12,7 @@
 mod control;
 mod daemon;
 mod memory;
+mod metrics;
 mod render;
 mod service;
 mod watch;
@@ -154,17 +155,6 @@ pub(crate) fn load_config(path: &Path) -> Result<tunneld_config::Config, Vec<Str
     }
 }
 
-/// Settings this version accepts but does not act on yet; said at check and at start.
-pub(crate) fn not_yet_used(config: &tunneld_config::Config) -> Vec<String> {
-    let mut notes = Vec::new();
-    if let Some(addr) = &config.daemon.metrics {
-        notes.push(format!(
-            "[daemon] metrics = \"{addr}\": no metrics endpoint is served by this version"
-        ));
-    }
-    notes
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -286,9 +276,6 @@ fn check(path: &Path) -> ExitCode {
         Ok(config) => {
             for t in config.tunnels.values() {
                 println!("{}", summary(t));
-            }
-            for note in not_yet_used(&config) {
-                eprintln!("{}: warning: {note}", path.display());
             }
             println!(
                 "{}: ok, {} tunnel{}",

@@ -265,3 +265,163 @@ async fn a_taken_loopback_address_is_reported_and_the_other_serves() {
     let (code, _) = run.wait_exit(STOP_BOUND);
     assert_eq!(code, Some(0));
 }
+
+/// One HTTP/1.1 request to the metrics listener; the status code and body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    tokio::time::timeout(UP_TIMEOUT, s.read_to_string(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, body.to_owned())
+}
+
+/// The samples of a Prometheus text page, `name{labels}` → value, checking the format:
+/// every sample's family announced by HELP and TYPE lines before it.
+fn parse_prometheus(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut typed = std::collections::HashSet::new();
+    let mut helped = std::collections::HashSet::new();
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.insert(rest.split_whitespace().next().unwrap().to_owned());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut w = rest.split_whitespace();
+            let name = w.next().unwrap().to_owned();
+            let kind = w.next().unwrap();
+            assert!(["gauge", "counter"].contains(&kind), "{line}");
+            typed.insert(name);
+        } else {
+            let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+            let name = series.split('{').next().unwrap();
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{line}"
+            );
+            assert!(typed.contains(name) && helped.contains(name), "{line}");
+            if series.contains('{') {
+                assert!(series.ends_with('}'), "{line}");
+            }
+            let v: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+            assert!(
+                samples.insert(series.to_owned(), v).is_none(),
+                "twice: {line}"
+            );
+        }
+    }
+    samples
+}
+
+/// `[daemon] metrics`: a real scrape parsed as Prometheus text, values moving with traffic,
+/// `/ready` 200 while the tunnel is up and 503 once its server is gone; garbage answered
+/// with 400 while the daemon carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_ready_follow_the_tunnel() {
+    let mut sshd = Sshd::start().await.unwrap();
+    let echo = EchoServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port(std::net::Ipv4Addr::LOCALHOST.into());
+    let metrics: std::net::SocketAddr = (
+        std::net::Ipv4Addr::LOCALHOST,
+        free_port(std::net::Ipv4Addr::LOCALHOST.into()),
+    )
+        .into();
+    let spec = format!("{port}:127.0.0.1:{}", echo.port());
+    let text = tunnel_toml(
+        &sshd,
+        "t",
+        &format!("local = [\"{spec}\"]\nserver_alive_interval = \"1s\""),
+    );
+    let path = write_run_config(dir.path(), &text);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[daemon]\n",
+        &format!("[daemon]\nmetrics = \"{metrics}\"\n"),
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut run = Running::start(&path, &[]);
+    run.wait_line("connected");
+    tunneld_tests::net::wait_until_async(UP_TIMEOUT, "/ready to say 200", || async {
+        http_get(metrics, "/ready").await.0 == 200
+    })
+    .await
+    .unwrap();
+
+    let labels = format!("tunnel=\"t\",forward=\"{spec}\",kind=\"local\"");
+    let before = parse_prometheus(&http_get(metrics, "/metrics").await.1);
+    assert_eq!(before["tunneld_tunnel_up{tunnel=\"t\"}"], 1.0);
+    assert_eq!(
+        before["tunneld_tunnel_state{tunnel=\"t\",state=\"up\"}"],
+        1.0
+    );
+    assert_eq!(
+        before["tunneld_tunnel_state{tunnel=\"t\",state=\"backoff\"}"],
+        0.0
+    );
+    assert_eq!(before["tunneld_tunnel_reconnects_total{tunnel=\"t\"}"], 0.0);
+    assert!(before["tunneld_tunnel_last_connect_timestamp_seconds{tunnel=\"t\"}"] > 1.7e9);
+    assert_eq!(
+        before[&format!("tunneld_forward_connections_total{{{labels}}}")],
+        0.0
+    );
+    assert_eq!(before[&format!("tunneld_forward_active{{{labels}}}")], 1.0);
+
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    echo_roundtrip(stream, b"counted by the metrics")
+        .await
+        .unwrap();
+    // Heartbeats every second: a round trip is measured soon.
+    tunneld_tests::net::wait_until_async(UP_TIMEOUT, "a heartbeat round trip", || async {
+        parse_prometheus(&http_get(metrics, "/metrics").await.1)
+            .contains_key("tunneld_tunnel_heartbeat_rtt_seconds{tunnel=\"t\"}")
+    })
+    .await
+    .unwrap();
+    let after = parse_prometheus(&http_get(metrics, "/metrics").await.1);
+    assert_eq!(
+        after[&format!("tunneld_forward_connections_total{{{labels}}}")],
+        1.0
+    );
+    let moved = b"counted by the metrics".len() as f64;
+    assert_eq!(
+        after[&format!("tunneld_forward_bytes_out_total{{{labels}}}")],
+        moved
+    );
+    assert_eq!(
+        after[&format!("tunneld_forward_bytes_in_total{{{labels}}}")],
+        moved
+    );
+    let rtt = after["tunneld_tunnel_heartbeat_rtt_seconds{tunnel=\"t\"}"];
+    assert!(rtt > 0.0 && rtt < 1.0, "{rtt}");
+
+    // Garbage and unknown paths get answers, not a crash.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = TcpStream::connect(metrics).await.unwrap();
+        s.write_all(b"\x16\x03\x01 not http at all\r\n\r\n")
+            .await
+            .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).await.unwrap();
+        assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
+    }
+    assert_eq!(http_get(metrics, "/nope").await.0, 404);
+
+    sshd.stop().await;
+    tunneld_tests::net::wait_until_async(UP_TIMEOUT, "/ready to say 503", || async {
+        http_get(metrics, "/ready").await.0 == 503
+    })
+    .await
+    .unwrap();
+    let down = parse_prometheus(&http_get(metrics, "/metrics").await.1);
+    assert_eq!(down["tunneld_tunnel_up{tunnel=\"t\"}"], 0.0);
+    run.signal(libc::SIGTERM);
+    let (code, _) = run.wait_exit(STOP_BOUND);
+    assert_eq!(code, Some(0));
+}
