@@ -22,6 +22,7 @@ mod error;
 pub mod forward;
 mod host;
 mod model;
+mod permit;
 mod raw;
 mod resolve;
 
@@ -35,6 +36,7 @@ pub use forward::{
 };
 pub use host::{HostPort, JumpHost};
 pub use model::{Backoff, Config, DaemonConfig, StrictHostKeyChecking, TunnelConfig};
+pub use permit::{PermitEntry, PermitRemoteOpen};
 
 use env::Env;
 

@@ -121,6 +121,8 @@ pub struct TunnelConfig {
     pub dynamic: Vec<DynamicForward>,
     /// Jump hosts, first hop first (`ssh -J`); empty = direct.
     pub proxy_jump: Vec<JumpHost>,
+    /// Where reverse SOCKS forwards (`remote` with only `[bind:]port`) may connect.
+    pub permit_remote_open: crate::PermitRemoteOpen,
 }
 
 impl TunnelConfig {
@@ -149,6 +151,7 @@ impl TunnelConfig {
             remote: _,
             dynamic: _,
             proxy_jump,
+            permit_remote_open,
         } = self;
         *name == other.name
             && *hosts == other.hosts
@@ -163,5 +166,6 @@ impl TunnelConfig {
             && *backoff == other.backoff
             && *stable_after == other.stable_after
             && *proxy_jump == other.proxy_jump
+            && *permit_remote_open == other.permit_remote_open
     }
 }

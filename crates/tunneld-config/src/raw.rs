@@ -81,6 +81,7 @@ pub(crate) struct RawTunnel {
     pub remote: Vec<Spanned<String>>,
     pub dynamic: Vec<Spanned<String>>,
     pub proxy_jump: Option<Vec<JumpHost>>,
+    pub permit_remote_open: Option<crate::PermitRemoteOpen>,
 }
 
 /// A `backoff` inline table: only the fields written.
@@ -119,6 +120,7 @@ const TUNNEL_KEYS: &[&str] = &[
     "remote",
     "dynamic",
     "proxy_jump",
+    "permit_remote_open",
 ];
 /// Keys that only make sense per tunnel.
 const NOT_IN_DEFAULTS: &[&str] = &["host", "local", "remote", "dynamic"];
@@ -290,6 +292,16 @@ fn tunnel(
                     match parse_jump_list(s) {
                         Ok(hops) => r.proxy_jump = Some(hops),
                         Err(e) => p.push(item.span(), e),
+                    }
+                }
+            }
+            "permit_remote_open" => {
+                let expected = "\"host:port\", \"any\" or \"none\"";
+                if let Some(list) = strings(k, expected, item, p) {
+                    let texts: Vec<&str> = list.iter().map(|e| e.get_ref().as_str()).collect();
+                    match crate::PermitRemoteOpen::parse(&texts) {
+                        Ok(permit) => r.permit_remote_open = Some(permit),
+                        Err((i, e)) => p.push(list[i].span(), e),
                     }
                 }
             }

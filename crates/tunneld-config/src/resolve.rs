@@ -235,6 +235,11 @@ fn tunnel(
             .clone()
             .or_else(|| defaults.proxy_jump.clone())
             .unwrap_or_default(),
+        permit_remote_open: raw
+            .permit_remote_open
+            .clone()
+            .or_else(|| defaults.permit_remote_open.clone())
+            .unwrap_or_default(),
     })
 }
 

@@ -71,6 +71,8 @@ pub(crate) struct SessionShared {
     /// Why the session ended, when russh says: the server's disconnect message or the
     /// transport error. Set before `closed` fires.
     pub end_reason: Mutex<Option<String>>,
+    /// Where reverse SOCKS forwards may connect.
+    pub permit_remote_open: tunneld_config::PermitRemoteOpen,
 }
 
 /// Our russh client handler.

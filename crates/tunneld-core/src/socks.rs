@@ -192,6 +192,21 @@ pub async fn reply_failure<S: AsyncWrite + Unpin>(
     }
 }
 
+/// Tells the client the target is not allowed (SOCKS5 "connection not allowed by
+/// ruleset"; SOCKS4 has only "rejected").
+///
+/// # Errors
+/// The socket's write error.
+pub async fn reply_not_allowed<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    version: Version,
+) -> std::io::Result<()> {
+    match version {
+        Version::V4 => s.write_all(&[0, 0x5b, 0, 0, 0, 0, 0, 0]).await,
+        Version::V5 => reply_v5(s, 2).await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

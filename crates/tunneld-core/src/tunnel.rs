@@ -416,6 +416,7 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
             kill: CancellationToken::new(),
             server_version: Mutex::default(),
             end_reason: Mutex::default(),
+            permit_remote_open: t.cfg.permit_remote_open.clone(),
         });
         info!(tunnel = %t.name, host = %host, "connecting");
         let attempt = async {

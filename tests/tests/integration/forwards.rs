@@ -374,3 +374,51 @@ async fn a_remote_forward_to_a_dead_target_refuses_cleanly() {
     assert_eq!(daemon.status()[0].state, TunnelState::Up);
     daemon.shutdown().await;
 }
+
+/// `remote = ["0"]`: the server's port is a SOCKS proxy exiting on our side (OpenSSH
+/// 7.6+). curl goes through it with a host name resolved here; a destination outside
+/// `permit_remote_open` gets "not allowed" and nothing is connected to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverse_socks_exits_here_within_permit_remote_open() {
+    let sshd = Sshd::start().await.unwrap();
+    let web = HttpServer::start("the tunneld side").await.unwrap();
+    let other = EchoServer::start().await.unwrap();
+    let text = tunnel_toml(
+        &sshd,
+        "r",
+        &format!(
+            "remote = [\"0\"]\npermit_remote_open = [\"localhost:{}\", \"127.0.0.1:{}\"]",
+            web.port(),
+            web.port()
+        ),
+    );
+    let (daemon, status) = start_up(&text, "r").await;
+    let port = remote_port(&status, "0");
+    let proxy: std::net::SocketAddr = (Ipv4Addr::LOCALHOST, port).into();
+    if curl_available() {
+        let body = curl(&[
+            "-sS",
+            "--max-time",
+            "10",
+            "-x",
+            &format!("socks5h://127.0.0.1:{port}"),
+            &format!("http://localhost:{}/", web.port()),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(body.trim(), "hello from the tunneld side");
+    }
+    let s = socks5_connect(proxy, "127.0.0.1", web.port())
+        .await
+        .unwrap();
+    drop(s);
+    let refused = format!(
+        "{:#}",
+        socks5_connect(proxy, "127.0.0.1", other.port())
+            .await
+            .unwrap_err()
+    );
+    assert!(refused.contains("reply code 0x02"), "{refused}");
+    assert_eq!(other.connections(), 0);
+    daemon.shutdown().await;
+}

@@ -186,6 +186,15 @@ async fn reverse_socks(
         host: request.host.clone(),
         port: request.port,
     };
+    if !shared
+        .permit_remote_open
+        .allows(&request.host, request.port)
+    {
+        warn!(tunnel = %shared.tunnel, forward = %route.spec, target = %super::show(&target),
+              permitted = %shared.permit_remote_open, "reverse SOCKS: target not in permit_remote_open");
+        let _ = socks::reply_not_allowed(&mut stream, request.version).await;
+        return;
+    }
     match tokio::time::timeout(shared.connect_timeout, listen::connect(&target)).await {
         Ok(Ok(mut local)) => {
             if socks::reply_success(&mut stream, request.version)
