@@ -15,6 +15,9 @@ pub(crate) const DEFAULT_SERVER_ALIVE_INTERVAL: Duration = Duration::from_secs(1
 pub(crate) const DEFAULT_SERVER_ALIVE_COUNT_MAX: u32 = 3;
 /// Failed attempts on one host before the next of a host list is tried.
 pub(crate) const DEFAULT_FAILOVER_AFTER: u32 = 3;
+/// OpenSSH's `StreamLocalBindMask`: local forward sockets readable and writable by their
+/// owner only.
+pub(crate) const DEFAULT_STREAM_LOCAL_BIND_MASK: u32 = 0o177;
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 pub(crate) const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(30);
 
@@ -123,6 +126,11 @@ pub struct TunnelConfig {
     pub proxy_jump: Vec<JumpHost>,
     /// Where reverse SOCKS forwards (`remote` with only `[bind:]port`) may connect.
     pub permit_remote_open: crate::PermitRemoteOpen,
+    /// `StreamLocalBindUnlink`: remove a stale socket file before binding a local Unix
+    /// socket forward (never a file that is not a socket).
+    pub stream_local_bind_unlink: bool,
+    /// `StreamLocalBindMask`: permission bits taken away from local Unix socket forwards.
+    pub stream_local_bind_mask: u32,
 }
 
 impl TunnelConfig {
@@ -152,6 +160,8 @@ impl TunnelConfig {
             dynamic: _,
             proxy_jump,
             permit_remote_open,
+            stream_local_bind_unlink,
+            stream_local_bind_mask,
         } = self;
         *name == other.name
             && *hosts == other.hosts
@@ -167,5 +177,7 @@ impl TunnelConfig {
             && *stable_after == other.stable_after
             && *proxy_jump == other.proxy_jump
             && *permit_remote_open == other.permit_remote_open
+            && *stream_local_bind_unlink == other.stream_local_bind_unlink
+            && *stream_local_bind_mask == other.stream_local_bind_mask
     }
 }

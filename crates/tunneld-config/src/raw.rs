@@ -82,6 +82,8 @@ pub(crate) struct RawTunnel {
     pub dynamic: Vec<Spanned<String>>,
     pub proxy_jump: Option<Vec<JumpHost>>,
     pub permit_remote_open: Option<crate::PermitRemoteOpen>,
+    pub stream_local_bind_unlink: Option<bool>,
+    pub stream_local_bind_mask: Option<u32>,
 }
 
 /// A `backoff` inline table: only the fields written.
@@ -121,6 +123,8 @@ const TUNNEL_KEYS: &[&str] = &[
     "dynamic",
     "proxy_jump",
     "permit_remote_open",
+    "stream_local_bind_unlink",
+    "stream_local_bind_mask",
 ];
 /// Keys that only make sense per tunnel.
 const NOT_IN_DEFAULTS: &[&str] = &["host", "local", "remote", "dynamic"];
@@ -292,6 +296,21 @@ fn tunnel(
                     match parse_jump_list(s) {
                         Ok(hops) => r.proxy_jump = Some(hops),
                         Err(e) => p.push(item.span(), e),
+                    }
+                }
+            }
+            "stream_local_bind_unlink" => r.stream_local_bind_unlink = boolean(k, item, p),
+            "stream_local_bind_mask" => {
+                let expected = "an octal mask like \"0177\"";
+                if let Some(text) = string(k, expected, item, p) {
+                    match u32::from_str_radix(text, 8) {
+                        Ok(mask) if mask <= 0o777 && !text.is_empty() => {
+                            r.stream_local_bind_mask = Some(mask);
+                        }
+                        _ => p.push(
+                            item.span(),
+                            format!("stream_local_bind_mask must be {expected}, not \"{text}\""),
+                        ),
                     }
                 }
             }

@@ -12,7 +12,8 @@ use crate::host::{DEFAULT_SSH_PORT, HostPort};
 use crate::model::{
     Backoff, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FAILOVER_AFTER, DEFAULT_LOG_LEVEL,
     DEFAULT_MAX_CONCURRENT_HANDSHAKES, DEFAULT_SERVER_ALIVE_COUNT_MAX,
-    DEFAULT_SERVER_ALIVE_INTERVAL, DEFAULT_STABLE_AFTER, DaemonConfig, TunnelConfig,
+    DEFAULT_SERVER_ALIVE_INTERVAL, DEFAULT_STABLE_AFTER, DEFAULT_STREAM_LOCAL_BIND_MASK,
+    DaemonConfig, TunnelConfig,
 };
 use crate::raw::{Problems, RawBackoff, RawDaemon, RawDoc, RawTunnel};
 
@@ -235,6 +236,14 @@ fn tunnel(
             .clone()
             .or_else(|| defaults.proxy_jump.clone())
             .unwrap_or_default(),
+        stream_local_bind_unlink: raw
+            .stream_local_bind_unlink
+            .or(defaults.stream_local_bind_unlink)
+            .unwrap_or(true),
+        stream_local_bind_mask: raw
+            .stream_local_bind_mask
+            .or(defaults.stream_local_bind_mask)
+            .unwrap_or(DEFAULT_STREAM_LOCAL_BIND_MASK),
         permit_remote_open: raw
             .permit_remote_open
             .clone()

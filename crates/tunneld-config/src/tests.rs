@@ -142,6 +142,8 @@ fn built_in_defaults() {
         server_alive_count_max: 3,
         failover_after: 3,
         permit_remote_open: crate::PermitRemoteOpen::Any,
+        stream_local_bind_unlink: true,
+        stream_local_bind_mask: 0o177,
         connect_timeout: Duration::from_secs(15),
         backoff: Backoff {
             initial: Duration::from_secs(1),
@@ -457,6 +459,10 @@ fn single_errors() {
             "t.toml:4:30: permit_remote_open entry \"b\": no port (expected host:port, [IPv6]:port, * for any host or port)",
         ),
         (
+            t("stream_local_bind_mask = \"0999\""),
+            "t.toml:4:26: stream_local_bind_mask must be an octal mask like \"0177\", not \"0999\"",
+        ),
+        (
             t("failover_after = -2"),
             "t.toml:4:18: failover_after must be at least 1, not -2",
         ),
@@ -521,7 +527,7 @@ fn single_errors() {
             "t.toml:2:9: invalid TOML: invalid boolean, expected `true`",
         ),
     ];
-    assert_eq!(cases.len(), 40);
+    assert_eq!(cases.len(), 41);
     for (text, want) in &cases {
         let got = parse_err(text);
         assert_eq!(got.len(), 1, "{text}\ngot:\n{}", got.join("\n"));
@@ -596,7 +602,7 @@ fn same_connection_ignores_only_forward_lists() {
     assert!(base.same_connection(&forwards_changed));
     assert!(base.same_connection(&base));
 
-    let variations: [fn(&mut TunnelConfig); 14] = [
+    let variations: [fn(&mut TunnelConfig); 16] = [
         |t| t.name.push('x'),
         |t| t.hosts[0].port = 23,
         |t| t.user.push('x'),
@@ -607,6 +613,8 @@ fn same_connection_ignores_only_forward_lists() {
         |t| t.server_alive_count_max = 9,
         |t| t.failover_after = 1,
         |t| t.permit_remote_open = crate::PermitRemoteOpen::Only(vec![]),
+        |t| t.stream_local_bind_unlink = false,
+        |t| t.stream_local_bind_mask = 0o117,
         |t| t.connect_timeout = Duration::from_secs(1),
         |t| t.backoff.jitter = 0.5,
         |t| t.stable_after = Duration::ZERO,

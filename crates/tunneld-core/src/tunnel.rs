@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use tunneld_config::{Listen, RemoteForward, RemoteListen, TunnelConfig};
 
 use crate::backoff::Schedule;
-use crate::forward::listen::Listener;
+use crate::forward::listen::{Listener, UnixOptions};
 use crate::forward::{ForwardCtx, dynamic, local, remote};
 use crate::heartbeat;
 use crate::session::{self, Session, SessionShared};
@@ -331,7 +331,11 @@ async fn bind_until_done(
 ) -> Option<Listener> {
     let mut schedule = Schedule::new(t.cfg.backoff);
     loop {
-        match Listener::bind(listen).await {
+        let unix = UnixOptions {
+            unlink: t.cfg.stream_local_bind_unlink,
+            mask: t.cfg.stream_local_bind_mask,
+        };
+        match Listener::bind(listen, unix).await {
             Ok((l, skipped)) => {
                 let at = l.describe();
                 info!(tunnel = %t.name, forward = %key.1, listen = %at, "listening");

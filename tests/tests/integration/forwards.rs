@@ -422,3 +422,56 @@ async fn reverse_socks_exits_here_within_permit_remote_open() {
     assert_eq!(other.connections(), 0);
     daemon.shutdown().await;
 }
+
+/// Local Unix socket forwards get OpenSSH's `StreamLocalBindMask` (0177: owner only) or
+/// the configured one; with `stream_local_bind_unlink = false` a stale socket is left
+/// alone and the forward says why.
+#[tokio::test]
+async fn unix_socket_mask_and_unlink_follow_the_config() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let sshd = Sshd::start().await.unwrap();
+    let echo = EchoServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for (extra, want) in [("", 0o600), ("stream_local_bind_mask = \"0117\"", 0o660)] {
+        let sock = dir.path().join(format!("m{want:o}.sock"));
+        let spec = format!("{}:127.0.0.1:{}", sock.display(), echo.port());
+        let text = tunnel_toml(&sshd, "u", &format!("local = [\"{spec}\"]\n{extra}"));
+        let (daemon, _) = start_up(&text, "u").await;
+        assert_eq!(mode(&sock), want, "{extra:?}");
+        echo_roundtrip(
+            UnixStream::connect(&sock).await.unwrap(),
+            b"through the socket",
+        )
+        .await
+        .unwrap();
+        daemon.shutdown().await;
+    }
+
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let spec = format!("{}:127.0.0.1:{}", stale.display(), echo.port());
+    let text = tunnel_toml(
+        &sshd,
+        "u",
+        &format!("local = [\"{spec}\"]\nstream_local_bind_unlink = false"),
+    );
+    let daemon = tunneld_core::Daemon::start(&config(&text));
+    let mut rx = daemon.watch("u").unwrap();
+    let s = wait_status(&mut rx, "forward error", |s| {
+        s.forwards[0].state == ForwardState::Error
+    })
+    .await;
+    let error = s.forwards[0].error.as_deref().unwrap();
+    assert!(
+        error.contains("stream_local_bind_unlink = false"),
+        "{error}"
+    );
+    assert!(
+        std::fs::symlink_metadata(&stale)
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
+    daemon.shutdown().await;
+}

@@ -36,10 +36,13 @@ impl Listener {
     /// The bind error, naming the address.
     /// On success, also what could not be bound when only some of the addresses could
     /// (`localhost` is two: 127.0.0.1 and ::1).
-    pub(crate) async fn bind(listen: &Listen) -> Result<(Listener, Option<String>), String> {
+    pub(crate) async fn bind(
+        listen: &Listen,
+        unix: UnixOptions,
+    ) -> Result<(Listener, Option<String>), String> {
         match listen {
             Listen::Tcp { bind, port } => bind_tcp(bind, *port).await,
-            Listen::Unix(path) => bind_unix(path).map(|l| (l, None)),
+            Listen::Unix(path) => bind_unix(path, unix).map(|l| (l, None)),
         }
     }
 
@@ -140,12 +143,28 @@ async fn bind_tcp(bind: &LocalBind, port: u16) -> Result<(Listener, Option<Strin
     Ok((Listener::Tcp(listeners), skipped))
 }
 
-fn bind_unix(path: &Path) -> Result<Listener, String> {
+/// How local Unix socket forwards are bound (`StreamLocalBindUnlink`, `StreamLocalBindMask`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UnixOptions {
+    /// Remove a stale socket file first.
+    pub unlink: bool,
+    /// Permission bits taken away from the socket file.
+    pub mask: u32,
+}
+
+fn bind_unix(path: &Path, opts: UnixOptions) -> Result<Listener, String> {
+    use std::os::unix::fs::PermissionsExt;
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
+        Ok(meta) if meta.file_type().is_socket() && opts.unlink => {
             // A socket left by an earlier run (StreamLocalBindUnlink=yes).
             std::fs::remove_file(path)
                 .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+        }
+        Ok(meta) if meta.file_type().is_socket() => {
+            return Err(format!(
+                "{} exists (stream_local_bind_unlink = false); not removing it",
+                path.display()
+            ));
         }
         Ok(_) => {
             return Err(format!(
@@ -157,6 +176,14 @@ fn bind_unix(path: &Path) -> Result<Listener, String> {
     }
     let listener = UnixListener::bind(path)
         .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let mode = 0o777 & !opts.mask;
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        let _ = std::fs::remove_file(path);
+        return Err(format!(
+            "cannot set mode {mode:o} on {}: {e}",
+            path.display()
+        ));
+    }
     Ok(Listener::Unix {
         listener,
         path: path.to_path_buf(),
