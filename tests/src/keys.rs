@@ -70,6 +70,33 @@ pub fn public_key_line(private: &Path) -> anyhow::Result<String> {
     }
 }
 
+/// Signs the public half of `key` with the CA private key `ca` (`ssh-keygen -s`): a user
+/// certificate for `principal`, valid from five minutes ago for an hour. Returns the
+/// certificate's path (`KEY-cert.pub`).
+///
+/// # Errors
+/// ssh-keygen is missing or fails.
+pub fn sign(ca: &Path, key: &Path, principal: &str) -> anyhow::Result<PathBuf> {
+    let public = pub_path(key);
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-q", "-s"]).arg(ca);
+    cmd.args(["-I", "tunneld-test", "-n", principal, "-V", "-5m:+1h"]);
+    cmd.arg(&public);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .context("run ssh-keygen -s")?;
+    if !out.status.success() {
+        bail!(
+            "ssh-keygen -s failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let mut cert = key.as_os_str().to_owned();
+    cert.push("-cert.pub");
+    Ok(PathBuf::from(cert))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,6 +97,9 @@ pub struct TunnelConfig {
     pub user: String,
     /// Private keys to offer, `~` expanded; empty = the core tries `~/.ssh/id_*`.
     pub identity_files: Vec<PathBuf>,
+    /// OpenSSH user certificates (`CertificateFile`), each used with the identity whose
+    /// key it certifies; `IDENTITY-cert.pub` beside an identity file is found by itself.
+    pub certificate_files: Vec<PathBuf>,
     /// known_hosts files to check host keys against, `~` expanded.
     pub known_hosts: Vec<PathBuf>,
     /// What to do with unknown or changed host keys.
@@ -146,6 +149,7 @@ impl TunnelConfig {
             hosts,
             user,
             identity_files,
+            certificate_files,
             known_hosts,
             strict_host_key_checking,
             server_alive_interval,
@@ -167,6 +171,7 @@ impl TunnelConfig {
             && *hosts == other.hosts
             && *user == other.user
             && *identity_files == other.identity_files
+            && *certificate_files == other.certificate_files
             && *known_hosts == other.known_hosts
             && *strict_host_key_checking == other.strict_host_key_checking
             && *server_alive_interval == other.server_alive_interval

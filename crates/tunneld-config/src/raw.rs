@@ -64,6 +64,7 @@ pub(crate) struct RawTunnel {
     pub port: Option<u16>,
     pub user: Option<String>,
     pub identity_file: Option<Vec<PathBuf>>,
+    pub certificate_file: Option<Vec<PathBuf>>,
     pub known_hosts: Option<Vec<PathBuf>>,
     pub strict_host_key_checking: Option<StrictHostKeyChecking>,
     pub server_alive_interval: Option<Duration>,
@@ -109,6 +110,7 @@ const TUNNEL_KEYS: &[&str] = &[
     "port",
     "user",
     "identity_file",
+    "certificate_file",
     "known_hosts",
     "strict_host_key_checking",
     "server_alive_interval",
@@ -268,6 +270,7 @@ fn tunnel(
             }
             "user" => r.user = non_empty(k, "a user name", item, p),
             "identity_file" => r.identity_file = paths(k, item, env, p),
+            "certificate_file" => r.certificate_file = paths(k, item, env, p),
             "known_hosts" => r.known_hosts = paths(k, item, env, p),
             "strict_host_key_checking" => r.strict_host_key_checking = strict(item, p),
             "server_alive_interval" => r.server_alive_interval = duration(k, item, true, p),

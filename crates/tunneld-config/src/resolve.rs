@@ -194,6 +194,11 @@ fn tunnel(
             .clone()
             .or_else(|| defaults.identity_file.clone())
             .unwrap_or_default(),
+        certificate_files: raw
+            .certificate_file
+            .clone()
+            .or_else(|| defaults.certificate_file.clone())
+            .unwrap_or_default(),
         known_hosts: raw
             .known_hosts
             .clone()

@@ -133,6 +133,7 @@ fn built_in_defaults() {
         }],
         user: "alice".into(),
         identity_files: vec![],
+        certificate_files: vec![],
         known_hosts: vec![
             "/home/alice/.ssh/known_hosts".into(),
             "/etc/ssh/ssh_known_hosts".into(),

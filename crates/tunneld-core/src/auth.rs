@@ -7,7 +7,7 @@ use std::sync::Arc;
 use russh::client::{AuthResult, Handle};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
-use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::keys::{Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 use tracing::debug;
 
 use crate::session::ClientHandler;
@@ -89,7 +89,51 @@ fn hash_for(key: &PublicKey, rsa_hash: Option<HashAlg>) -> Option<HashAlg> {
     }
 }
 
-/// Authenticates with the configured identity files, then with the agent's keys.
+/// Reads the configured certificate files; a file that cannot be used becomes a note.
+fn load_certificates(files: &[PathBuf], notes: &mut Vec<String>) -> Vec<(PathBuf, Certificate)> {
+    files
+        .iter()
+        .filter_map(|path| {
+            let read = std::fs::read_to_string(path).map_err(|e| e.to_string());
+            match read.and_then(|t| Certificate::from_openssh(t.trim()).map_err(|e| e.to_string()))
+            {
+                Ok(cert) => Some((path.clone(), cert)),
+                Err(e) => {
+                    notes.push(format!("certificate file {}: {e}", path.display()));
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// The certificates for `key`: configured ones that certify it, and `IDENTITY-cert.pub`
+/// beside its file, as OpenSSH finds it.
+fn certificates_for(
+    identity: &Path,
+    key: &PublicKey,
+    configured: &[(PathBuf, Certificate)],
+) -> Vec<(PathBuf, Certificate)> {
+    let mut out: Vec<(PathBuf, Certificate)> = configured
+        .iter()
+        .filter(|(_, c)| c.public_key() == key.key_data())
+        .cloned()
+        .collect();
+    let mut beside = identity.as_os_str().to_owned();
+    beside.push("-cert.pub");
+    let beside = PathBuf::from(beside);
+    if !out.iter().any(|(p, _)| *p == beside)
+        && let Ok(text) = std::fs::read_to_string(&beside)
+        && let Ok(cert) = Certificate::from_openssh(text.trim())
+        && cert.public_key() == key.key_data()
+    {
+        out.push((beside, cert));
+    }
+    out
+}
+
+/// Authenticates with the configured identity files (each with its certificates first),
+/// then with the agent's keys.
 ///
 /// # Errors
 /// A message listing what was offered and why other identities could not be used.
@@ -97,6 +141,7 @@ pub(crate) async fn authenticate(
     handle: &mut Handle<ClientHandler>,
     user: &str,
     identity_files: &[PathBuf],
+    certificate_files: &[PathBuf],
 ) -> Result<(), String> {
     // RSA keys must sign with rsa-sha2-256/512: OpenSSH 8.8+ refuses SHA-1 `ssh-rsa`.
     let rsa_hash = handle
@@ -132,6 +177,7 @@ pub(crate) async fn authenticate(
         None => Vec::new(),
     };
 
+    let certificates = load_certificates(certificate_files, &mut notes);
     let files = if identity_files.is_empty() {
         default_identities()
     } else {
@@ -142,9 +188,27 @@ pub(crate) async fn authenticate(
             Ok(Identity::Key(key)) => {
                 let public = key.public_key().clone();
                 agent_keys.retain(|k| k.key_data() != public.key_data());
+                let key = Arc::new(*key);
+                for (cert_path, cert) in certificates_for(path, &public, &certificates) {
+                    offered.push(format!(
+                        "{} with certificate {}",
+                        path.display(),
+                        cert_path.display()
+                    ));
+                    match handle
+                        .authenticate_openssh_cert(user, Arc::clone(&key), cert)
+                        .await
+                    {
+                        Ok(AuthResult::Success) => return Ok(()),
+                        Ok(AuthResult::Failure { .. }) => {
+                            debug!(certificate = %cert_path.display(), "certificate refused");
+                        }
+                        Err(e) => return Err(format!("ssh: {e}")),
+                    }
+                }
                 offered.push(path.display().to_string());
                 let hash = hash_for(&public, rsa_hash);
-                let key = PrivateKeyWithHashAlg::new(Arc::new(*key), hash);
+                let key = PrivateKeyWithHashAlg::new(key, hash);
                 match handle.authenticate_publickey(user, key).await {
                     Ok(AuthResult::Success) => return Ok(()),
                     Ok(AuthResult::Failure { .. }) => debug!(key = %path.display(), "key refused"),

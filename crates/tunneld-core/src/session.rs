@@ -460,13 +460,18 @@ pub(crate) async fn connect(
                 });
             }
         };
-        crate::auth::authenticate(&mut handle, &cfg.user, &cfg.identity_files)
-            .await
-            .map_err(|reason| TunnelError::Auth {
-                user: cfg.user.clone(),
-                host: addr.clone(),
-                reason,
-            })?;
+        crate::auth::authenticate(
+            &mut handle,
+            &cfg.user,
+            &cfg.identity_files,
+            &cfg.certificate_files,
+        )
+        .await
+        .map_err(|reason| TunnelError::Auth {
+            user: cfg.user.clone(),
+            host: addr.clone(),
+            reason,
+        })?;
         let host_key = accepted
             .lock()
             .unwrap_or_else(|e| e.into_inner())

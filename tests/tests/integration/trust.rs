@@ -261,3 +261,46 @@ async fn tunnels_learning_one_host_at_once_record_it_once() {
         ),
     );
 }
+
+/// A key the server does not know, certified by a CA it trusts (`TrustedUserCAKeys`):
+/// found as `KEY-cert.pub` beside the identity, or named by `certificate_file`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_certificate_logs_in_where_the_bare_key_is_refused() {
+    use tunneld_tests::keys;
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = keys::generate(&ca_dir.path().join("user_ca"), "ed25519", "user CA").unwrap();
+    let ca_pub = ca_dir.path().join("user_ca.pub");
+    let sshd = Sshd::start_with(tunneld_tests::SshdOptions {
+        extra_config: vec![format!("TrustedUserCAKeys {}", ca_pub.display())],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let stranger = sshd
+        .generate_client_key("stranger", "ed25519", false)
+        .unwrap();
+
+    // Without a certificate: refused.
+    let (daemon, error) = first_error(&with_key(&sshd, &stranger)).await;
+    assert!(error.contains("authentication failed"), "{error}");
+    daemon.shutdown().await;
+
+    // Beside the identity: used by itself.
+    let cert = keys::sign(&ca, &stranger, &sshd.user()).unwrap();
+    let (daemon, _) = start_up(&with_key(&sshd, &stranger), "t").await;
+    daemon.shutdown().await;
+    assert_eq!(sshd.count_in_log("Accepted publickey"), 1, "{}", sshd.log());
+    assert_eq!(sshd.count_in_log("ssh2: ED25519-CERT"), 1, "{}", sshd.log());
+
+    // Elsewhere, named by certificate_file.
+    let moved = ca_dir.path().join("elsewhere-cert.pub");
+    std::fs::rename(&cert, &moved).unwrap();
+    let text = format!(
+        "{}certificate_file = \"{}\"\n",
+        with_key(&sshd, &stranger),
+        moved.display()
+    );
+    let (daemon, _) = start_up(&text, "t").await;
+    daemon.shutdown().await;
+    assert_eq!(sshd.count_in_log("ssh2: ED25519-CERT"), 2, "{}", sshd.log());
+}
