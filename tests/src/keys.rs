@@ -77,10 +77,23 @@ pub fn public_key_line(private: &Path) -> anyhow::Result<String> {
 /// # Errors
 /// ssh-keygen is missing or fails.
 pub fn sign(ca: &Path, key: &Path, principal: &str) -> anyhow::Result<PathBuf> {
+    sign_as(ca, key, principal, &[])
+}
+
+/// As [`sign`], a host certificate (`ssh-keygen -h`) naming `principal` as the host.
+///
+/// # Errors
+/// ssh-keygen is missing or fails.
+pub fn sign_host(ca: &Path, key: &Path, principal: &str) -> anyhow::Result<PathBuf> {
+    sign_as(ca, key, principal, &["-h"])
+}
+
+fn sign_as(ca: &Path, key: &Path, principal: &str, extra: &[&str]) -> anyhow::Result<PathBuf> {
     let public = pub_path(key);
     let mut cmd = Command::new("ssh-keygen");
     cmd.args(["-q", "-s"]).arg(ca);
     cmd.args(["-I", "tunneld-test", "-n", principal, "-V", "-5m:+1h"]);
+    cmd.args(extra);
     cmd.arg(&public);
     let out = cmd
         .stdin(Stdio::null())

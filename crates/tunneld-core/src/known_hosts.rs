@@ -111,6 +111,16 @@ pub fn known_algorithms(files: &[PathBuf], name: &str) -> Vec<Algorithm> {
     algs
 }
 
+/// The CA keys of the `@cert-authority` lines whose patterns match `name`.
+pub fn cert_authorities(files: &[PathBuf], name: &str) -> Vec<PublicKey> {
+    read_lines(files)
+        .into_iter()
+        .filter(|l| l.entry.marker() == Some(&Marker::CertAuthority))
+        .filter(|l| host_matches(l.entry.host_patterns(), name))
+        .map(|l| l.entry.public_key().clone())
+        .collect()
+}
+
 /// Records `name key` in `file` for `accept-new`, creating it with mode 0600.
 ///
 /// Under an exclusive lock on the file, the host is looked up again in `files` (which

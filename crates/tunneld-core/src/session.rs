@@ -84,6 +84,8 @@ pub(crate) struct ClientHandler {
 struct HostCheck {
     files: Vec<PathBuf>,
     name: String,
+    /// The host name a host certificate must list as a principal.
+    principal: String,
     mode: StrictHostKeyChecking,
     /// Why the key was refused, for the error the caller reports.
     failure: Arc<Mutex<Option<String>>>,
@@ -98,6 +100,58 @@ impl Drop for ClientHandler {
 }
 
 impl HostCheck {
+    /// A host certificate against the `@cert-authority` lines for this host: `None`
+    /// when there are none, else the signing CA's fingerprint or why it is refused.
+    fn verify_certificate(
+        &self,
+        cert: &russh::keys::Certificate,
+    ) -> Option<Result<String, String>> {
+        let authorities = known_hosts::cert_authorities(&self.files, &self.name);
+        if authorities.is_empty() {
+            return None;
+        }
+        let public = PublicKey::from(cert.public_key().clone());
+        if let Verdict::Revoked { file, line } =
+            known_hosts::check(&self.files, &self.name, &public)
+        {
+            return Some(Err(format!(
+                "the server's certified key is marked @revoked ({}:{line})",
+                file.display()
+            )));
+        }
+        let fingerprints: Vec<_> = authorities
+            .iter()
+            .map(|ca| ca.fingerprint(HashAlg::Sha256))
+            .collect();
+        let verdict = if cert.cert_type() != russh::keys::ssh_key::certificate::CertType::Host {
+            Err("the server presented a user certificate as its host key".to_string())
+        } else if let Err(e) = cert.validate(fingerprints.iter()) {
+            Err(format!(
+                "host certificate not accepted: {e} (trusted authorities for {}: {})",
+                self.name,
+                fingerprints
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        } else if !cert
+            .valid_principals()
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(&self.principal))
+        {
+            Err(format!(
+                "host certificate is not valid for {} (principals: {})",
+                self.principal,
+                cert.valid_principals().join(", ")
+            ))
+        } else {
+            let ca = PublicKey::from(cert.signature_key().clone());
+            Ok(ca.fingerprint(HashAlg::Sha256).to_string())
+        };
+        Some(verdict)
+    }
+
     fn verify(&self, key: &PublicKey) -> Result<(), String> {
         let fingerprint = key.fingerprint(HashAlg::Sha256);
         let verdict = known_hosts::check(&self.files, &self.name, key);
@@ -194,13 +248,25 @@ impl client::Handler for ClientHandler {
         &mut self,
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let public = match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            // Without a @cert-authority match OpenSSH falls back to the certificate's plain key.
-            PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
+        let checked = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                self.host_check.verify(key).map(|()| key.clone())
+            }
+            PublicKeyOrCertificate::Certificate(cert) => {
+                let public = PublicKey::from(cert.public_key().clone());
+                match self.host_check.verify_certificate(cert) {
+                    Some(Ok(ca)) => {
+                        info!(host = %self.host_check.name, ca = %ca, "host certificate signed by a trusted authority");
+                        Ok(public)
+                    }
+                    Some(Err(reason)) => Err(reason),
+                    // Without a @cert-authority line OpenSSH checks the certified key itself.
+                    None => self.host_check.verify(&public).map(|()| public),
+                }
+            }
         };
-        match self.host_check.verify(&public) {
-            Ok(()) => {
+        match checked {
+            Ok(public) => {
                 let seen = format!(
                     "{} {}",
                     public.algorithm(),
@@ -344,11 +410,16 @@ fn cipher_preference() -> Cow<'static, [russh::cipher::Name]> {
     }
 }
 
-fn ssh_config(known: Vec<Algorithm>) -> client::Config {
+/// `authorities`: known_hosts has `@cert-authority` lines for this host, so ask for a
+/// host certificate first (as ssh does).
+fn ssh_config(known: Vec<Algorithm>, authorities: bool) -> client::Config {
     let mut preferred = russh::Preferred {
         cipher: cipher_preference(),
         ..Default::default()
     };
+    if authorities {
+        preferred.host_key_certificates = preferred.key.clone();
+    }
     if !known.is_empty() {
         // Ask for the key types we can verify first, as OpenSSH does.
         let mut keys = known;
@@ -443,12 +514,14 @@ pub(crate) async fn connect(
             host_check: HostCheck {
                 files: cfg.known_hosts.clone(),
                 name: name.clone(),
+                principal: host.host.to_ascii_lowercase(),
                 mode: cfg.strict_host_key_checking,
                 failure: Arc::clone(&failure),
                 accepted: Arc::clone(&accepted),
             },
         };
-        let config = Arc::new(ssh_config(known));
+        let authorities = !known_hosts::cert_authorities(&cfg.known_hosts, &name).is_empty();
+        let config = Arc::new(ssh_config(known, authorities));
         let mut handle = match client::connect_stream(config, tcp, handler).await {
             Ok(h) => h,
             Err(e) => {

@@ -304,3 +304,61 @@ async fn a_user_certificate_logs_in_where_the_bare_key_is_refused() {
     daemon.shutdown().await;
     assert_eq!(sshd.count_in_log("ssh2: ED25519-CERT"), 2, "{}", sshd.log());
 }
+
+/// A host key certified by a CA that known_hosts trusts (`@cert-authority`) is accepted
+/// with no line for the key itself; a certificate for another host name, or from an
+/// authority not listed, forwards nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_certificate_from_a_trusted_authority_is_accepted() {
+    use tunneld_tests::keys;
+    let ca_dir = tempfile::tempdir().unwrap();
+    let host_ca = keys::generate(&ca_dir.path().join("host_ca"), "ed25519", "host CA").unwrap();
+    let other_ca = keys::generate(&ca_dir.path().join("other_ca"), "ed25519", "other").unwrap();
+    let cert_path = ca_dir.path().join("host-cert.pub");
+    let mut sshd = Sshd::start_with(tunneld_tests::SshdOptions {
+        extra_config: vec![format!("HostCertificate {}", cert_path.display())],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let host_key = sshd.dir().join("ssh_host_ed25519_key");
+    let kh = ca_dir.path().join("known_hosts");
+    let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]").replace(
+        &sshd.known_hosts().display().to_string(),
+        &kh.display().to_string(),
+    );
+    let port = sshd.port();
+    let ca_line = move |ca: &std::path::Path| {
+        let public = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
+        format!("@cert-authority [127.0.0.1]:{port} {}\n", public.trim())
+    };
+
+    // Signed for 127.0.0.1 by the trusted CA: up, with no plain key in known_hosts.
+    let signed = keys::sign_host(&host_ca, &host_key, "127.0.0.1").unwrap();
+    std::fs::copy(&signed, &cert_path).unwrap();
+    sshd.restart().await.unwrap();
+    std::fs::write(&kh, ca_line(&host_ca)).unwrap();
+    let (daemon, _) = start_up(&text, "t").await;
+    daemon.shutdown().await;
+    assert_eq!(sshd.count_in_log("Accepted publickey"), 1);
+
+    // The same certificate, but known_hosts trusts another authority.
+    std::fs::write(&kh, ca_line(&other_ca)).unwrap();
+    let (daemon, error) = first_error(&text).await;
+    assert!(error.contains("host certificate not accepted"), "{error}");
+    daemon.shutdown().await;
+
+    // The trusted CA, but a certificate for another host name.
+    let signed = keys::sign_host(&host_ca, &host_key, "elsewhere.example").unwrap();
+    std::fs::copy(&signed, &cert_path).unwrap();
+    sshd.restart().await.unwrap();
+    std::fs::write(&kh, ca_line(&host_ca)).unwrap();
+    let (daemon, error) = first_error(&text).await;
+    assert!(error.contains("not valid for 127.0.0.1"), "{error}");
+    daemon.shutdown().await;
+    assert_eq!(
+        sshd.count_in_log("Accepted publickey"),
+        1,
+        "no login after a refusal"
+    );
+}
