@@ -39,6 +39,16 @@ pub enum TunnelError {
         /// Which keys were tried and why the others could not be used.
         reason: String,
     },
+    /// A jump host would not open the way to the next host.
+    #[error("jump host {via} could not reach {to}: {reason}")]
+    Jump {
+        /// The jump host (`host:port`).
+        via: String,
+        /// The next host it was asked to reach.
+        to: String,
+        /// Its answer.
+        reason: String,
+    },
     /// The SSH protocol failed (handshake, transport, disconnect by the server).
     #[error("ssh: {0}")]
     Ssh(#[from] russh::Error),

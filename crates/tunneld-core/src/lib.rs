@@ -42,7 +42,6 @@ pub use pump::STALLED_READER_TIMEOUT;
 pub use status::{
     ForwardCounters, ForwardKind, ForwardState, ForwardStatus, TunnelState, TunnelStatus,
 };
-pub use tunnel::PROXY_JUMP_UNSUPPORTED;
 
 /// How long [`Daemon::shutdown`] waits for tunnels to close politely.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(4);

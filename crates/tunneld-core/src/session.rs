@@ -75,6 +75,27 @@ pub(crate) struct SessionShared {
     pub permit_remote_open: tunneld_config::PermitRemoteOpen,
 }
 
+impl SessionShared {
+    /// The state for the session to a jump host on the way: the same tunnel, kill and
+    /// close signals (a jump host that goes away ends the session through it), nothing
+    /// routed to it.
+    fn for_hop(&self) -> Arc<SessionShared> {
+        Arc::new(SessionShared {
+            tunnel: Arc::clone(&self.tunnel),
+            routes: Mutex::default(),
+            closed: self.closed.clone(),
+            conn_cancel: self.conn_cancel.clone(),
+            conn_tracker: self.conn_tracker.clone(),
+            connect_timeout: self.connect_timeout,
+            stall: self.stall,
+            kill: self.kill.clone(),
+            server_version: Mutex::default(),
+            end_reason: Mutex::default(),
+            permit_remote_open: tunneld_config::PermitRemoteOpen::Only(Vec::new()),
+        })
+    }
+}
+
 /// Our russh client handler.
 pub(crate) struct ClientHandler {
     shared: Arc<SessionShared>,
@@ -381,6 +402,9 @@ pub(crate) struct Session {
     pub shared: Arc<SessionShared>,
     /// The server's host key, as `TYPE SHA256:...`.
     pub host_key: String,
+    /// The sessions to the jump hosts this one runs through, first hop first; kept for
+    /// as long as this one lives.
+    pub hops: Vec<Handle<ClientHandler>>,
 }
 
 fn cipher_preference() -> Cow<'static, [russh::cipher::Name]> {
@@ -483,10 +507,11 @@ fn rekey_limits() -> russh::Limits {
     }
 }
 
-/// Connects to `host`, checks its key and authenticates, all within `connect_timeout`.
+/// Connects to `host` (through `proxy_jump` hops, first hop first), checks every host
+/// key and authenticates to every host, all within `connect_timeout`.
 ///
 /// # Errors
-/// [`TunnelError`] saying which step failed.
+/// [`TunnelError`] saying which step failed, and on which host.
 ///
 /// # Cancellation
 /// Dropping the future abandons the attempt; nothing outlives it.
@@ -497,64 +522,73 @@ pub(crate) async fn connect(
 ) -> Result<Session, TunnelError> {
     let addr = host.to_string();
     let attempt = async {
-        let tcp = TcpStream::connect((host.host.as_str(), host.port))
-            .await
-            .map_err(|source| TunnelError::Connect {
-                addr: addr.clone(),
-                source,
-            })?;
-        tcp.set_nodelay(true).ok();
-        let tcp = Killable::new(tcp, shared.kill.clone());
-        let name = known_hosts::lookup_name(&host.host, host.port);
-        let known = known_hosts::known_algorithms(&cfg.known_hosts, &name);
-        let failure = Arc::new(Mutex::new(None));
-        let accepted = Arc::new(Mutex::new(None));
-        let handler = ClientHandler {
-            shared: Arc::clone(&shared),
-            host_check: HostCheck {
-                files: cfg.known_hosts.clone(),
-                name: name.clone(),
-                principal: host.host.to_ascii_lowercase(),
-                mode: cfg.strict_host_key_checking,
-                failure: Arc::clone(&failure),
-                accepted: Arc::clone(&accepted),
-            },
-        };
-        let authorities = !known_hosts::cert_authorities(&cfg.known_hosts, &name).is_empty();
-        let config = Arc::new(ssh_config(known, authorities));
-        let mut handle = match client::connect_stream(config, tcp, handler).await {
-            Ok(h) => h,
-            Err(e) => {
-                if let Some(reason) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                    return Err(TunnelError::HostKey { host: name, reason });
+        let mut hops: Vec<Handle<ClientHandler>> = Vec::new();
+        let mut via: Option<String> = None;
+        let stops = cfg
+            .proxy_jump
+            .iter()
+            .map(|j| {
+                (
+                    j.host.as_str(),
+                    j.port,
+                    j.user.as_deref().unwrap_or(&cfg.user),
+                )
+            })
+            .chain(std::iter::once((
+                host.host.as_str(),
+                host.port,
+                cfg.user.as_str(),
+            )));
+        for (index, (name, port, user)) in stops.enumerate() {
+            let here = HostPort {
+                host: name.to_owned(),
+                port,
+            }
+            .to_string();
+            let transport = match (hops.last(), &via) {
+                (Some(hop), Some(through)) => {
+                    let channel = hop
+                        .channel_open_direct_tcpip(name, u32::from(port), "127.0.0.1", 0)
+                        .await
+                        .map_err(|e| TunnelError::Jump {
+                            via: through.clone(),
+                            to: here.clone(),
+                            reason: e.to_string(),
+                        })?;
+                    Killable::boxed(Box::pin(channel.into_stream()), shared.kill.clone())
                 }
-                return Err(match e {
-                    HandlerError::Ssh(e) => TunnelError::Ssh(e),
+                _ => {
+                    let tcp = TcpStream::connect((name, port)).await.map_err(|source| {
+                        TunnelError::Connect {
+                            addr: here.clone(),
+                            source,
+                        }
+                    })?;
+                    tcp.set_nodelay(true).ok();
+                    Killable::new(tcp, shared.kill.clone())
+                }
+            };
+            let last = index == cfg.proxy_jump.len();
+            let hop_shared = if last {
+                Arc::clone(&shared)
+            } else {
+                shared.for_hop()
+            };
+            let (handle, host_key) =
+                handshake(cfg, name, port, user, transport, hop_shared).await?;
+            if last {
+                return Ok(Session {
+                    handle,
+                    shared: Arc::clone(&shared),
+                    host_key,
+                    hops,
                 });
             }
-        };
-        crate::auth::authenticate(
-            &mut handle,
-            &cfg.user,
-            &cfg.identity_files,
-            &cfg.certificate_files,
-        )
-        .await
-        .map_err(|reason| TunnelError::Auth {
-            user: cfg.user.clone(),
-            host: addr.clone(),
-            reason,
-        })?;
-        let host_key = accepted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .unwrap_or_default();
-        Ok(Session {
-            handle,
-            shared: Arc::clone(&shared),
-            host_key,
-        })
+            info!(tunnel = %shared.tunnel, hop = %here, host_key = %host_key, "jump host connected");
+            hops.push(handle);
+            via = Some(here);
+        }
+        unreachable!("the host itself is the last stop")
     };
     match tokio::time::timeout(cfg.connect_timeout, attempt).await {
         Ok(r) => r,
@@ -563,6 +597,68 @@ pub(crate) async fn connect(
             after: cfg.connect_timeout,
         }),
     }
+}
+
+/// One SSH handshake over `transport`: key exchange, host key check against known_hosts
+/// for `host:port`, authentication as `user`. Returns the handle and the accepted key.
+async fn handshake(
+    cfg: &TunnelConfig,
+    host: &str,
+    port: u16,
+    user: &str,
+    transport: Killable,
+    shared: Arc<SessionShared>,
+) -> Result<(Handle<ClientHandler>, String), TunnelError> {
+    let name = known_hosts::lookup_name(host, port);
+    let known = known_hosts::known_algorithms(&cfg.known_hosts, &name);
+    let failure = Arc::new(Mutex::new(None));
+    let accepted = Arc::new(Mutex::new(None));
+    let handler = ClientHandler {
+        shared,
+        host_check: HostCheck {
+            files: cfg.known_hosts.clone(),
+            name: name.clone(),
+            principal: host.to_ascii_lowercase(),
+            mode: cfg.strict_host_key_checking,
+            failure: Arc::clone(&failure),
+            accepted: Arc::clone(&accepted),
+        },
+    };
+    let authorities = !known_hosts::cert_authorities(&cfg.known_hosts, &name).is_empty();
+    let config = Arc::new(ssh_config(known, authorities));
+    let mut handle = match client::connect_stream(config, transport, handler).await {
+        Ok(h) => h,
+        Err(e) => {
+            if let Some(reason) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return Err(TunnelError::HostKey { host: name, reason });
+            }
+            return Err(match e {
+                HandlerError::Ssh(e) => TunnelError::Ssh(e),
+            });
+        }
+    };
+    crate::auth::authenticate(
+        &mut handle,
+        user,
+        &cfg.identity_files,
+        &cfg.certificate_files,
+    )
+    .await
+    .map_err(|reason| TunnelError::Auth {
+        user: user.to_owned(),
+        host: HostPort {
+            host: host.to_owned(),
+            port,
+        }
+        .to_string(),
+        reason,
+    })?;
+    let host_key = accepted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_default();
+    Ok((handle, host_key))
 }
 
 impl crate::heartbeat::Probe for Session {
@@ -585,8 +681,58 @@ const READ_AHEAD_BUSY_BYTES: usize = 16 * 1024;
 /// A TCP stream whose every read and write fails once `kill` is cancelled, waking any
 /// that is pending: the way to end a russh session stuck on a silent peer. Reads go
 /// through a read-ahead buffer that exists only while data is flowing.
+/// What a session runs over besides TCP: a channel through a jump host.
+trait Transport: AsyncRead + AsyncWrite + Send {}
+impl<T: AsyncRead + AsyncWrite + Send> Transport for T {}
+
+enum Inner {
+    Tcp(TcpStream),
+    /// Message-based already: read straight through, no read-ahead.
+    Other(Pin<Box<dyn Transport>>),
+}
+
+impl AsyncRead for Inner {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Inner::Tcp(t) => Pin::new(t).poll_read(cx, buf),
+            Inner::Other(o) => o.as_mut().poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Inner {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Inner::Tcp(t) => Pin::new(t).poll_write(cx, buf),
+            Inner::Other(o) => o.as_mut().poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Inner::Tcp(t) => Pin::new(t).poll_flush(cx),
+            Inner::Other(o) => o.as_mut().poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Inner::Tcp(t) => Pin::new(t).poll_shutdown(cx),
+            Inner::Other(o) => o.as_mut().poll_shutdown(cx),
+        }
+    }
+}
+
 struct Killable {
-    inner: TcpStream,
+    inner: Inner,
     killed: Pin<Box<WaitForCancellationFutureOwned>>,
     ahead: Vec<u8>,
     /// `ahead[pos..end]` is read but not yet handed out.
@@ -598,6 +744,14 @@ struct Killable {
 
 impl Killable {
     fn new(inner: TcpStream, kill: CancellationToken) -> Self {
+        Self::with(Inner::Tcp(inner), kill)
+    }
+
+    fn boxed(inner: Pin<Box<dyn Transport>>, kill: CancellationToken) -> Self {
+        Self::with(Inner::Other(inner), kill)
+    }
+
+    fn with(inner: Inner, kill: CancellationToken) -> Self {
         Killable {
             inner,
             killed: Box::pin(kill.cancelled_owned()),
@@ -652,11 +806,14 @@ impl AsyncRead for Killable {
         if this.take_ahead(buf) {
             return Poll::Ready(Ok(()));
         }
-        if buf.remaining() >= READ_AHEAD_BYTES {
+        let Inner::Tcp(tcp) = &mut this.inner else {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
+        };
+        if buf.remaining() >= READ_AHEAD_BYTES {
+            return Pin::new(tcp).poll_read(cx, buf);
         }
         // Allocate only for a read that will not wait.
-        if this.inner.poll_read_ready(cx)?.is_pending() {
+        if tcp.poll_read_ready(cx)?.is_pending() {
             this.idle();
             return Poll::Pending;
         }

@@ -24,10 +24,6 @@ use crate::status::{
     ForwardCounters, ForwardKind, ForwardState, ForwardStatus, TunnelState, TunnelStatus,
 };
 
-/// Why a tunnel with `proxy_jump` does not start (`tunneld check` refuses such files too).
-pub const PROXY_JUMP_UNSUPPORTED: &str =
-    "proxy_jump is not supported by this version of tunneld; the tunnel is not started";
-
 /// How long a stopping tunnel waits for the server to take its disconnect.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -203,32 +199,23 @@ pub(crate) async fn run(
         listeners: Mutex::default(),
         remote_tasks: Mutex::default(),
     });
-    if t.cfg.proxy_jump.is_empty() {
-        reconcile(&t, &cfg);
-        let t2 = Arc::clone(&t);
-        t.tracker.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = t2.cancel.cancelled() => return,
-                    r = desired.changed() => {
-                        if r.is_err() {
-                            return;
-                        }
-                        let cfg = desired.borrow_and_update().clone();
-                        reconcile(&t2, &cfg);
+    reconcile(&t, &cfg);
+    let t2 = Arc::clone(&t);
+    t.tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = t2.cancel.cancelled() => return,
+                r = desired.changed() => {
+                    if r.is_err() {
+                        return;
                     }
+                    let cfg = desired.borrow_and_update().clone();
+                    reconcile(&t2, &cfg);
                 }
             }
-        });
-        supervise(&t, &handshakes).await;
-    } else {
-        // Never connect directly when a jump host was asked for.
-        warn!(tunnel = %t.name, "{PROXY_JUMP_UNSUPPORTED}");
-        t.status
-            .send_modify(|s| s.last_error = Some(PROXY_JUMP_UNSUPPORTED.into()));
-        t.set_state(TunnelState::Backoff);
-        t.cancel.cancelled().await;
-    }
+        }
+    });
+    supervise(&t, &handshakes).await;
     t.tracker.close();
     t.tracker.wait().await;
     t.set_state(TunnelState::Stopped);
@@ -633,6 +620,12 @@ async fn goodbye(t: &Tunnel, session: &Session) {
             .disconnect(russh::Disconnect::ByApplication, "tunneld stopping", "")
             .await;
         session.shared.closed.cancelled().await;
+        // Then the jump hosts, the nearest to the server first.
+        for hop in session.hops.iter().rev() {
+            let _ = hop
+                .disconnect(russh::Disconnect::ByApplication, "tunneld stopping", "")
+                .await;
+        }
     })
     .await;
 }

@@ -134,25 +134,7 @@ enum Command {
 /// # Errors
 /// Every problem, one message each (`FILE:LINE:COL: message` where the position is known).
 pub(crate) fn load_config(path: &Path) -> Result<tunneld_config::Config, Vec<String>> {
-    let config = tunneld_config::load(path)
-        .map_err(|e| e.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-    let unsupported: Vec<String> = config
-        .tunnels
-        .iter()
-        .filter(|(_, t)| !t.proxy_jump.is_empty())
-        .map(|(name, _)| {
-            format!(
-                "{}: tunnel \"{name}\": {}",
-                path.display(),
-                tunneld_core::PROXY_JUMP_UNSUPPORTED
-            )
-        })
-        .collect();
-    if unsupported.is_empty() {
-        Ok(config)
-    } else {
-        Err(unsupported)
-    }
+    tunneld_config::load(path).map_err(|e| e.errors.iter().map(|e| e.to_string()).collect())
 }
 
 fn main() -> ExitCode {

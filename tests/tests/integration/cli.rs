@@ -217,26 +217,6 @@ fn every_example_in_config_passes_check() {
     assert_eq!(checked, 4, "examples found in {}", dir.display());
 }
 
-#[test]
-fn proxy_jump_is_refused_rather_than_ignored() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        dir.path(),
-        "[tunnels.j]\nhost = \"h\"\nuser = \"u\"\nproxy_jump = \"gw\"\ndynamic = [\"1080\"]\n",
-    );
-    let out = Command::new(tunneld_bin())
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        stderr.contains("tunnel \"j\": proxy_jump is not supported"),
-        "{stderr}"
-    );
-}
-
 /// `localhost` is two addresses; when one is taken the forward serves on the other and
 /// the log says which could not be bound (as ssh warns), rather than staying silent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -388,3 +388,121 @@ local = ["{spec}"]
     assert_eq!(first.count_in_log("Accepted publickey"), 1);
     daemon.shutdown().await;
 }
+
+/// The tunnel for two sshd instances where the second is reached through the first.
+fn jump_toml(
+    first: &Sshd,
+    second: &Sshd,
+    second_known_hosts: &std::path::Path,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[tunnels.j]
+host = "127.0.0.1:{b}"
+user = "{user}"
+proxy_jump = "{user}@127.0.0.1:{a}"
+identity_file = ["{ka}", "{kb}"]
+known_hosts = ["{kha}", "{khb}"]
+connect_timeout = "5s"
+backoff = {{ initial = "50ms", max = "200ms" }}
+{extra}
+"#,
+        a = first.port(),
+        b = second.port(),
+        user = first.user(),
+        ka = first.client_key().display(),
+        kb = second.client_key().display(),
+        kha = first.known_hosts().display(),
+        khb = second_known_hosts.display(),
+    )
+}
+
+/// `proxy_jump`: the tunnel reaches the second sshd through the first (sshd A logs the
+/// direct-tcpip to B), forwards data intact, and is detected dead when the jump host
+/// dies; a wrong host key on the second hop forwards nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_through_a_jump_host() {
+    let mut first = Sshd::start().await.unwrap();
+    let second = Sshd::start().await.unwrap();
+    let echo = EchoServer::start().await.unwrap();
+    let spec = format!("0:127.0.0.1:{}", echo.port());
+    let text = jump_toml(
+        &first,
+        &second,
+        second.known_hosts(),
+        &format!(
+            "local = [\"{spec}\"]\nserver_alive_interval = \"1s\"\nserver_alive_count_max = 2"
+        ),
+    );
+    let daemon = Daemon::start(&config(&text));
+    let mut rx = daemon.watch("j").unwrap();
+    let up = wait_state(&mut rx, TunnelState::Up).await;
+    let stream = TcpStream::connect(local_addr(&up, &spec)).await.unwrap();
+    tunneld_tests::net::transfer_both_ways(stream, 4 << 20)
+        .await
+        .unwrap();
+    // A opened the way to B; B's login came from there; the forward left from B.
+    first
+        .wait_log(
+            &format!("target 127.0.0.1 port {}", second.port()),
+            UP_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.count_in_log("Accepted publickey"), 1);
+    second
+        .wait_log(
+            &format!("target 127.0.0.1 port {}", echo.port()),
+            UP_TIMEOUT,
+        )
+        .await
+        .unwrap();
+
+    // The jump host dies: the session through it is declared lost, and comes back.
+    first.kill_sessions();
+    first.stop().await;
+    wait_status(&mut rx, "the session to be lost", |s| {
+        s.state != TunnelState::Up
+    })
+    .await;
+    first.restart().await.unwrap();
+    let back = wait_status(&mut rx, "the tunnel back up", |s| {
+        s.state == TunnelState::Up && s.reconnects == 1
+    })
+    .await;
+    wait_traffic(
+        local_addr(&back, &spec),
+        "traffic after the jump host came back",
+    )
+    .await;
+    daemon.shutdown().await;
+
+    // B's key in known_hosts is wrong: nothing reaches B's login, nothing is forwarded.
+    let logins = second.count_in_log("Accepted publickey");
+    let wrong = second.dir().join("wrong_known_hosts");
+    let stranger =
+        tunneld_tests::keys::generate(&second.dir().join("stranger_host"), "ed25519", "x").unwrap();
+    let stranger_pub = tunneld_tests::keys::public_key_line(&stranger).unwrap();
+    std::fs::write(
+        &wrong,
+        format!("[127.0.0.1]:{} {}\n", second.port(), stranger_pub.trim()),
+    )
+    .unwrap();
+    let text = jump_toml(&first, &second, &wrong, &format!("local = [\"{spec}\"]"));
+    let daemon = Daemon::start(&config(&text));
+    let mut rx = daemon.watch("j").unwrap();
+    let failed = wait_status(&mut rx, "a host key failure", |s| s.last_error.is_some()).await;
+    let error = failed.last_error.unwrap();
+    assert!(error.contains("host key verification failed"), "{error}");
+    assert!(
+        error.contains(&format!("[127.0.0.1]:{}", second.port())),
+        "{error}"
+    );
+    assert_eq!(
+        second.count_in_log("Accepted publickey"),
+        logins,
+        "no login on B"
+    );
+    daemon.shutdown().await;
+}
