@@ -33,19 +33,24 @@ pub fn generate(path: &Path, kind: &str, comment: &str) -> anyhow::Result<PathBu
         // The default is 3072 bits; 2048 is accepted everywhere and generates faster.
         cmd.args(["-b", "2048"]);
     }
+    run_keygen(cmd, &format!("ssh-keygen -t {kind} -f {}", path.display()))?;
+    Ok(path.to_path_buf())
+}
+
+/// Runs an ssh-keygen command, failing with its stderr.
+fn run_keygen(mut cmd: Command, what: &str) -> anyhow::Result<()> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
         .context("run ssh-keygen (is OpenSSH installed?)")?;
     if !out.status.success() {
         bail!(
-            "ssh-keygen -t {kind} -f {} failed ({}): {}",
-            path.display(),
+            "{what} failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(path.to_path_buf())
+    Ok(())
 }
 
 /// The `.pub` file next to a private key.
@@ -95,16 +100,7 @@ fn sign_as(ca: &Path, key: &Path, principal: &str, extra: &[&str]) -> anyhow::Re
     cmd.args(["-I", "tunneld-test", "-n", principal, "-V", "-5m:+1h"]);
     cmd.args(extra);
     cmd.arg(&public);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .context("run ssh-keygen -s")?;
-    if !out.status.success() {
-        bail!(
-            "ssh-keygen -s failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    run_keygen(cmd, &format!("ssh-keygen -s {}", ca.display()))?;
     let mut cert = key.as_os_str().to_owned();
     cert.push("-cert.pub");
     Ok(PathBuf::from(cert))

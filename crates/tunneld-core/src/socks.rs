@@ -186,14 +186,11 @@ pub async fn reply_failure<S: AsyncWrite + Unpin>(
     s: &mut S,
     version: Version,
 ) -> std::io::Result<()> {
-    match version {
-        Version::V4 => s.write_all(&[0, 0x5b, 0, 0, 0, 0, 0, 0]).await,
-        Version::V5 => reply_v5(s, 4).await,
-    }
+    reply_refusal(s, version, 4).await
 }
 
 /// Tells the client the target is not allowed (SOCKS5 "connection not allowed by
-/// ruleset"; SOCKS4 has only "rejected").
+/// ruleset").
 ///
 /// # Errors
 /// The socket's write error.
@@ -201,9 +198,18 @@ pub async fn reply_not_allowed<S: AsyncWrite + Unpin>(
     s: &mut S,
     version: Version,
 ) -> std::io::Result<()> {
+    reply_refusal(s, version, 2).await
+}
+
+/// A refusal: SOCKS5 with `code`; SOCKS4 has only "rejected or failed" (0x5b).
+async fn reply_refusal<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    version: Version,
+    code: u8,
+) -> std::io::Result<()> {
     match version {
         Version::V4 => s.write_all(&[0, 0x5b, 0, 0, 0, 0, 0, 0]).await,
-        Version::V5 => reply_v5(s, 2).await,
+        Version::V5 => reply_v5(s, code).await,
     }
 }
 
