@@ -107,6 +107,8 @@ struct HostCheck {
     name: String,
     /// The host name a host certificate must list as a principal.
     principal: String,
+    /// CA keys of the `@cert-authority` lines for this host.
+    authorities: Vec<PublicKey>,
     mode: StrictHostKeyChecking,
     /// Why the key was refused, for the error the caller reports.
     failure: Arc<Mutex<Option<String>>>,
@@ -127,8 +129,7 @@ impl HostCheck {
         &self,
         cert: &russh::keys::Certificate,
     ) -> Option<Result<String, String>> {
-        let authorities = known_hosts::cert_authorities(&self.files, &self.name);
-        if authorities.is_empty() {
+        if self.authorities.is_empty() {
             return None;
         }
         let public = PublicKey::from(cert.public_key().clone());
@@ -140,7 +141,8 @@ impl HostCheck {
                 file.display()
             )));
         }
-        let fingerprints: Vec<_> = authorities
+        let fingerprints: Vec<_> = self
+            .authorities
             .iter()
             .map(|ca| ca.fingerprint(HashAlg::Sha256))
             .collect();
@@ -611,6 +613,8 @@ async fn handshake(
 ) -> Result<(Handle<ClientHandler>, String), TunnelError> {
     let name = known_hosts::lookup_name(host, port);
     let known = known_hosts::known_algorithms(&cfg.known_hosts, &name);
+    let authorities = known_hosts::cert_authorities(&cfg.known_hosts, &name);
+    let config = Arc::new(ssh_config(known, !authorities.is_empty()));
     let failure = Arc::new(Mutex::new(None));
     let accepted = Arc::new(Mutex::new(None));
     let handler = ClientHandler {
@@ -619,13 +623,13 @@ async fn handshake(
             files: cfg.known_hosts.clone(),
             name: name.clone(),
             principal: host.to_ascii_lowercase(),
+            authorities,
             mode: cfg.strict_host_key_checking,
             failure: Arc::clone(&failure),
             accepted: Arc::clone(&accepted),
         },
     };
-    let authorities = !known_hosts::cert_authorities(&cfg.known_hosts, &name).is_empty();
-    let config = Arc::new(ssh_config(known, authorities));
+
     let mut handle = match client::connect_stream(config, transport, handler).await {
         Ok(h) => h,
         Err(e) => {

@@ -129,7 +129,7 @@ enum Command {
     },
 }
 
-/// Loads the file and refuses what this version cannot do yet.
+/// Loads and checks the file.
 ///
 /// # Errors
 /// Every problem, one message each (`FILE:LINE:COL: message` where the position is known).

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::debug;
-use tunneld_core::{ForwardCounters, ForwardState, ForwardStatus, TunnelState, TunnelStatus};
+use tunneld_core::{ForwardCounters, ForwardState, TunnelState, TunnelStatus};
 
 /// A request for the tunnels' status, answered by the daemon loop.
 pub type Snapshot = oneshot::Sender<Vec<TunnelStatus>>;
@@ -238,7 +238,6 @@ pub fn render(statuses: &[TunnelStatus]) -> String {
             })
         })
     };
-    let counter = |f: &ForwardStatus, pick: fn(&ForwardCounters) -> u64| pick(&f.counters);
     for (name, kind, help, pick) in [
         (
             "tunneld_forward_bytes_in_total",
@@ -269,7 +268,7 @@ pub fn render(statuses: &[TunnelStatus]) -> String {
             name,
             kind,
             help,
-            &mut forwards().map(|(labels, f)| format!("{{{labels}}} {}", counter(f, pick))),
+            &mut forwards().map(|(labels, f)| format!("{{{labels}}} {}", pick(&f.counters))),
         );
     }
     family(
