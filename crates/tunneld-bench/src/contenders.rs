@@ -6,6 +6,7 @@
 //! temporary folder, and is stopped with SIGTERM on drop (SIGKILL for its whole tree if it
 //! has not exited within [`STOP_TIMEOUT`]).
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
@@ -139,6 +140,11 @@ impl Started {
     pub async fn recover(&mut self) -> anyhow::Result<()> {
         wait_echo(self.local.echo, &mut self.proc).await?;
         wait_echo(self.remote.echo, &mut self.proc).await
+    }
+
+    /// The contender's process and its children.
+    pub fn pids(&self) -> BTreeSet<i32> {
+        process_trees(&[self.proc.pid()])
     }
 
     /// Lines of its log that say the SSH session was lost (tunneld's "session lost").

@@ -26,11 +26,13 @@ use clap::Parser;
 use tunneld_tests::{EchoServer, SourceServer, Sshd, SshdOptions};
 
 use contenders::{Contender, Env, Targets};
-use measure::{Direction, DiscardServer};
+use measure::{Direction, DiscardServer, Latency};
 use report::{Fleet, IdleCpu, Machine, Results, Settings};
 
 /// sshd lines for the fleets: up to 1000 tunnels connect, each its own TCP connection.
 const SSHD_EXTRA: &[&str] = &["MaxStartups 1000:30:1000"];
+/// Batches each round's ping-pong round trips are split into, the contenders taking turns.
+const LATENCY_BATCHES: usize = 10;
 /// Parallel streams of the multi-stream bulk tests.
 const PARALLEL_STREAMS: usize = 8;
 /// Let a fleet settle after the last tunnel came up, before reading its memory.
@@ -211,6 +213,9 @@ async fn run_rounds(env: &Env<'_>, plan: &Plan, results: &mut Results) -> anyhow
     for round in 0..plan.rounds {
         let mut order = Contender::ALL;
         order.rotate_left(round % Contender::ALL.len());
+        // Each contender's other figures alone; then, all of them still up, the latency
+        // batches taking turns.
+        let mut up = Vec::new();
         for c in order {
             let tag = format!("round {}/{} {}", round + 1, plan.rounds, c.key());
             let round_tag = format!("round{}", round + 1);
@@ -226,9 +231,79 @@ async fn run_rounds(env: &Env<'_>, plan: &Plan, results: &mut Results) -> anyhow
                 results.ciphers.insert(c.key(), cipher.clone());
             }
             run_figures(c, &mut started, plan, &sink, &tag, results).await;
+            up.push((c, started, tag));
+        }
+        run_latency(env, &up, plan, results).await;
+        for (_, started, tag) in &up {
+            for line in started.sessions_lost() {
+                results.notes.push(format!("{tag}: {line}"));
+            }
         }
     }
     Ok(())
+}
+
+/// The contenders' ping-pong connections, each with the samples taken so far.
+struct Lane<'a> {
+    c: Contender,
+    tag: &'a str,
+    started: &'a contenders::Started,
+    conn: anyhow::Result<measure::PingPong>,
+    free: Vec<f64>,
+    one_cpu: Vec<f64>,
+}
+
+/// Latency of every contender in `up`, in [`LATENCY_BATCHES`] batches that take turns, so
+/// that each contender samples the same stretch of time: on a small VM where the scheduler
+/// places the processes of the chain shifts the round trip by tens of µs for seconds at a
+/// time, for any program. Each batch runs once with free placement and once with the whole
+/// chain (bench, contender, sshd's sessions) held on one CPU, where the figure is steady.
+async fn run_latency(
+    env: &Env<'_>,
+    up: &[(Contender, contenders::Started, String)],
+    plan: &Plan,
+    results: &mut Results,
+) {
+    let per_batch = (plan.round_trips / LATENCY_BATCHES).max(1);
+    let mut lanes = Vec::new();
+    for (c, started, tag) in up {
+        lanes.push(Lane {
+            c: *c,
+            tag,
+            started,
+            conn: measure::PingPong::connect(started.local.echo).await,
+            free: Vec::with_capacity(plan.round_trips),
+            one_cpu: Vec::with_capacity(plan.round_trips),
+        });
+    }
+    for _ in 0..LATENCY_BATCHES {
+        for lane in &mut lanes {
+            let Ok(conn) = &mut lane.conn else { continue };
+            let mut got = conn.batch(per_batch, &mut lane.free).await;
+            if got.is_ok() {
+                let mut pids = lane.started.pids();
+                pids.extend(env.sshd.session_pids());
+                pids.insert(std::process::id() as i32);
+                got = match measure::OneCpu::pin(pids) {
+                    Ok(_pinned) => conn.batch(per_batch, &mut lane.one_cpu).await,
+                    Err(e) => Err(e),
+                };
+            }
+            if let Err(e) = got {
+                lane.conn = Err(e);
+            }
+        }
+    }
+    for lane in lanes {
+        let (free, one_cpu) = match lane.conn {
+            Ok(_) => (Latency::of(lane.free), Latency::of(lane.one_cpu)),
+            Err(e) => (Err(anyhow::anyhow!("{e:#}")), Err(e)),
+        };
+        let (p50, p99) = (&report::LATENCY_P50, &report::LATENCY_P99);
+        record_latency(results, lane.tag, lane.c, [p50, p99], free);
+        let (p50, p99) = (&report::LATENCY_ONE_CPU_P50, &report::LATENCY_ONE_CPU_P99);
+        record_latency(results, lane.tag, lane.c, [p50, p99], one_cpu);
+    }
 }
 
 /// Every per-round figure of `c` through `started`, in [`report::all_metrics`] order.
@@ -253,7 +328,6 @@ async fn run_figures(
             }
         }
     }
-    cases.push((&report::LATENCY_P50, Figure::PingPong(started.local.echo)));
     cases.push((&report::CONN_RATE, Figure::ConnRate(started.local.echo)));
     for (metric, figure) in cases {
         let ok = match figure {
@@ -261,13 +335,6 @@ async fn run_figures(
                 let got = measure::bulk_gbps(entry, dir, streams, plan.bulk_window, sink).await;
                 record(results, tag, c, metric, got)
             }
-            Figure::PingPong(entry) => match measure::ping_pong(entry, plan.round_trips).await {
-                Ok(l) => {
-                    record(results, tag, c, &report::LATENCY_P50, Ok(l.p50_us));
-                    record(results, tag, c, &report::LATENCY_P99, Ok(l.p99_us))
-                }
-                Err(e) => record(results, tag, c, metric, Err(e)),
-            },
             Figure::ConnRate(entry) => {
                 let got = measure::connections_per_sec(entry, plan.conn_window).await;
                 record(results, tag, c, metric, got)
@@ -283,15 +350,30 @@ async fn run_figures(
             break;
         }
     }
-    for line in started.sessions_lost() {
-        results.notes.push(format!("{tag}: {line}"));
+}
+
+/// A ping-pong's p50 and p99 as the two metrics given, or why there are none.
+fn record_latency(
+    results: &mut Results,
+    tag: &str,
+    c: Contender,
+    [p50, p99]: [&report::Metric; 2],
+    got: anyhow::Result<Latency>,
+) {
+    match got {
+        Ok(l) => {
+            record(results, tag, c, p50, Ok(l.p50_us));
+            record(results, tag, c, p99, Ok(l.p99_us));
+        }
+        Err(e) => {
+            record(results, tag, c, p50, Err(e));
+        }
     }
 }
 
 /// One figure of a round, with the entry port it goes through.
 enum Figure {
     Bulk(u16, Direction, usize),
-    PingPong(u16),
     ConnRate(u16),
 }
 

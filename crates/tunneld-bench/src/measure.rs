@@ -27,8 +27,10 @@ const BULK_SETTLE: Duration = Duration::from_millis(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound of one round trip, one connection's open/echo/close, or a stream's shutdown.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Untimed round trips before the latency samples.
+/// Untimed round trips on a new ping-pong connection.
 const LATENCY_WARMUP_ROUND_TRIPS: usize = 100;
+/// Untimed round trips before each batch of samples.
+const BATCH_WARMUP_ROUND_TRIPS: usize = 20;
 
 /// A TCP sink on `127.0.0.1:0`: reads and discards, counting bytes over all connections.
 /// Stops (with every connection) on drop.
@@ -168,33 +170,79 @@ pub struct Latency {
     pub p99_us: f64,
 }
 
-/// `round_trips` sequential 1-byte round trips on one connection to an echo server behind
-/// `entry` (after [`LATENCY_WARMUP_ROUND_TRIPS`] untimed ones).
-///
-/// # Errors
-/// The connect, a write or a read fails, or one round trip takes over [`OP_TIMEOUT`].
-pub async fn ping_pong(entry: u16, round_trips: usize) -> anyhow::Result<Latency> {
-    let mut s = connect(entry).await?;
-    let mut samples = Vec::with_capacity(round_trips);
-    let mut byte = [0u8; 1];
-    for i in 0..LATENCY_WARMUP_ROUND_TRIPS + round_trips {
-        let start = Instant::now();
-        timeout(OP_TIMEOUT, async {
-            s.write_all(&[i as u8]).await?;
-            s.read_exact(&mut byte).await
-        })
-        .await
-        .with_context(|| format!("round trip {i} through port {entry} timed out"))?
-        .with_context(|| format!("round trip {i} through port {entry}"))?;
-        if i >= LATENCY_WARMUP_ROUND_TRIPS {
-            samples.push(start.elapsed().as_secs_f64() * 1e6);
-        }
+/// One connection through a forward to an echo server, for batches of 1-byte round trips.
+pub struct PingPong {
+    stream: TcpStream,
+    entry: u16,
+    done: usize,
+}
+
+impl PingPong {
+    /// Connects through `entry` and makes [`LATENCY_WARMUP_ROUND_TRIPS`] untimed round trips.
+    ///
+    /// # Errors
+    /// The connect or a round trip fails.
+    pub async fn connect(entry: u16) -> anyhow::Result<PingPong> {
+        let mut p = PingPong {
+            stream: connect(entry).await?,
+            entry,
+            done: 0,
+        };
+        p.round_trips(LATENCY_WARMUP_ROUND_TRIPS, None).await?;
+        Ok(p)
     }
-    samples.sort_by(f64::total_cmp);
-    Ok(Latency {
-        p50_us: percentile(&samples, 0.50),
-        p99_us: percentile(&samples, 0.99),
-    })
+
+    /// `n` sequential round trips after a few untimed ones (the first after a pause, or
+    /// after the affinity changed, pays for waking up and migrating); each one's time in µs
+    /// is appended to `samples`.
+    ///
+    /// # Errors
+    /// A write or a read fails, or one round trip takes over [`OP_TIMEOUT`].
+    pub async fn batch(&mut self, n: usize, samples: &mut Vec<f64>) -> anyhow::Result<()> {
+        self.round_trips(BATCH_WARMUP_ROUND_TRIPS, None).await?;
+        self.round_trips(n, Some(samples)).await
+    }
+
+    async fn round_trips(
+        &mut self,
+        n: usize,
+        mut samples: Option<&mut Vec<f64>>,
+    ) -> anyhow::Result<()> {
+        let mut byte = [0u8; 1];
+        for _ in 0..n {
+            let (i, entry) = (self.done, self.entry);
+            let start = Instant::now();
+            timeout(OP_TIMEOUT, async {
+                self.stream.write_all(&[i as u8]).await?;
+                self.stream.read_exact(&mut byte).await
+            })
+            .await
+            .with_context(|| format!("round trip {i} through port {entry} timed out"))?
+            .with_context(|| format!("round trip {i} through port {entry}"))?;
+            if let Some(samples) = samples.as_deref_mut() {
+                samples.push(start.elapsed().as_secs_f64() * 1e6);
+            }
+            self.done += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Latency {
+    /// p50 and p99 of round-trip times in µs.
+    ///
+    /// # Errors
+    /// No samples.
+    pub fn of(mut samples: Vec<f64>) -> anyhow::Result<Latency> {
+        if samples.is_empty() {
+            bail!("no round trips measured");
+        }
+        samples.sort_by(f64::total_cmp);
+        Ok(Latency {
+            p50_us: percentile(&samples, 0.50),
+            p99_us: percentile(&samples, 0.99),
+        })
+    }
 }
 
 /// Nearest-rank percentile of sorted samples.
@@ -348,5 +396,69 @@ pub fn median(values: &[f64]) -> Option<f64> {
         0 => None,
         _ if n % 2 == 1 => Some(v[n / 2]),
         _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// Every thread of some processes held on one CPU (the first the bench may use), so a
+/// ping-pong through them runs without cross-CPU wake-ups; the affinity the bench started
+/// with is given back to all of them on drop.
+///
+/// On a small VM the free-placement latency is bimodal (one mode ~40 µs slower per round
+/// trip, for ssh and tunneld alike, lasting seconds) depending on where the scheduler wakes
+/// each process of the chain; on one CPU the figure is steady and compares the programs'
+/// own work.
+pub struct OneCpu {
+    pids: BTreeSet<i32>,
+    restore: libc::cpu_set_t,
+}
+
+impl OneCpu {
+    /// Pins every thread of `pids` (threads started later inherit it).
+    ///
+    /// # Errors
+    /// The bench's own affinity cannot be read, or it allows no CPU.
+    pub fn pin(pids: BTreeSet<i32>) -> anyhow::Result<OneCpu> {
+        // SAFETY: an all-zero cpu_set_t is a valid empty set.
+        let mut restore: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: the pointer and size describe `restore`.
+        let rc = unsafe {
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw mut restore)
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error()).context("read the bench's CPU affinity");
+        }
+        // SAFETY: CPU_ISSET reads within the set for any index below CPU_SETSIZE.
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| unsafe { libc::CPU_ISSET(c, &restore) })
+            .context("the bench may run on no CPU")?;
+        // SAFETY: as above.
+        let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `cpu` is below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut one) };
+        set_affinity(&pids, &one);
+        Ok(OneCpu { pids, restore })
+    }
+}
+
+impl Drop for OneCpu {
+    fn drop(&mut self) {
+        set_affinity(&self.pids, &self.restore);
+    }
+}
+
+/// Sets the affinity of every live thread of `pids`; threads that exited meanwhile are
+/// skipped.
+fn set_affinity(pids: &BTreeSet<i32>, set: &libc::cpu_set_t) {
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for tid in tasks
+            .flatten()
+            .filter_map(|t| t.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        {
+            // SAFETY: the pointer and size describe `set`; a gone thread gives ESRCH.
+            unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), set) };
+        }
     }
 }

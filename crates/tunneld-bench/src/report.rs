@@ -98,6 +98,20 @@ pub const LATENCY_P50: Metric =
     metric("latency_p50", "-L 1-byte ping-pong p50", "p50", "µs", false);
 pub const LATENCY_P99: Metric =
     metric("latency_p99", "-L 1-byte ping-pong p99", "p99", "µs", false);
+pub const LATENCY_ONE_CPU_P50: Metric = metric(
+    "latency_one_cpu_p50",
+    "-L 1-byte ping-pong p50, all on one CPU",
+    "p50, 1 CPU",
+    "µs",
+    false,
+);
+pub const LATENCY_ONE_CPU_P99: Metric = metric(
+    "latency_one_cpu_p99",
+    "-L 1-byte ping-pong p99, all on one CPU",
+    "p99, 1 CPU",
+    "µs",
+    false,
+);
 pub const CONN_RATE: Metric = metric(
     "conn_rate",
     "-L new connections",
@@ -106,9 +120,17 @@ pub const CONN_RATE: Metric = metric(
     true,
 );
 
+/// The latency metrics, in table order.
+const LATENCIES: [&Metric; 4] = [
+    &LATENCY_P50,
+    &LATENCY_P99,
+    &LATENCY_ONE_CPU_P50,
+    &LATENCY_ONE_CPU_P99,
+];
+
 /// Every per-round metric, in table order.
 pub fn all_metrics() -> impl Iterator<Item = &'static Metric> {
-    BULK.iter().chain([&LATENCY_P50, &LATENCY_P99, &CONN_RATE])
+    BULK.iter().chain(LATENCIES).chain([&CONN_RATE])
 }
 
 /// Facts about the machine, printed above the table.
@@ -241,7 +263,8 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(
         out,
         "- {} round(s), contenders alternating within each; bulk: {} s windows after {} s warm-up; \
-         ping-pong: {} round trips; new connections: {} s, one at a time",
+         ping-pong: {} round trips per round and placement, in 10 batches taking turns between \
+         the contenders (free placement, then all on one CPU); new connections: {} s, one at a time",
         s.rounds,
         num(s.bulk_secs),
         num(s.warmup_secs),
@@ -445,8 +468,8 @@ pub fn svg(r: &Results) -> String {
         },
         Panel {
             title: "1-byte ping-pong through -L (µs; lower is better)".to_owned(),
-            groups: vec![LATENCY_P50.short.to_owned(), LATENCY_P99.short.to_owned()],
-            series: contender_series(&[&LATENCY_P50, &LATENCY_P99]),
+            groups: LATENCIES.iter().map(|m| m.short.to_owned()).collect(),
+            series: contender_series(&LATENCIES),
         },
         Panel {
             title: "New connections through -L (conn/s; higher is better)".to_owned(),
