@@ -15,6 +15,10 @@ pub(crate) const DEFAULT_SERVER_ALIVE_INTERVAL: Duration = Duration::from_secs(1
 pub(crate) const DEFAULT_SERVER_ALIVE_COUNT_MAX: u32 = 3;
 /// Failed attempts on one host before the next of a host list is tried.
 pub(crate) const DEFAULT_FAILOVER_AFTER: u32 = 3;
+/// Connections one forward carries at once by default: a flood on a listener open to a
+/// LAN (or on a server port of a remote forward) stops here instead of at the file
+/// descriptor limit, where it would also stop the other forwards and the reconnects.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 /// OpenSSH's `StreamLocalBindMask`: local forward sockets readable and writable by their
 /// owner only.
 pub(crate) const DEFAULT_STREAM_LOCAL_BIND_MASK: u32 = 0o177;
@@ -110,6 +114,9 @@ pub struct TunnelConfig {
     pub server_alive_count_max: u32,
     /// Failed attempts in a row on one host before trying the next of `hosts` (>= 1).
     pub failover_after: u32,
+    /// Connections each of its forwards carries at once (>= 1); more are closed at once
+    /// (a remote forward's are refused to the server).
+    pub max_connections: u32,
     /// Limit for TCP connect + handshake + authentication (> 0).
     pub connect_timeout: Duration,
     /// Wait schedule between reconnection attempts.
@@ -155,6 +162,7 @@ impl TunnelConfig {
             server_alive_interval,
             server_alive_count_max,
             failover_after,
+            max_connections,
             connect_timeout,
             backoff,
             stable_after,
@@ -177,6 +185,7 @@ impl TunnelConfig {
             && *server_alive_interval == other.server_alive_interval
             && *server_alive_count_max == other.server_alive_count_max
             && *failover_after == other.failover_after
+            && *max_connections == other.max_connections
             && *connect_timeout == other.connect_timeout
             && *backoff == other.backoff
             && *stable_after == other.stable_after

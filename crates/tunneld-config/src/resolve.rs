@@ -11,7 +11,7 @@ use crate::forward::{self, Listen, LocalBind, RemoteListen};
 use crate::host::{DEFAULT_SSH_PORT, HostPort};
 use crate::model::{
     Backoff, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FAILOVER_AFTER, DEFAULT_LOG_LEVEL,
-    DEFAULT_MAX_CONCURRENT_HANDSHAKES, DEFAULT_SERVER_ALIVE_COUNT_MAX,
+    DEFAULT_MAX_CONCURRENT_HANDSHAKES, DEFAULT_MAX_CONNECTIONS, DEFAULT_SERVER_ALIVE_COUNT_MAX,
     DEFAULT_SERVER_ALIVE_INTERVAL, DEFAULT_STABLE_AFTER, DEFAULT_STREAM_LOCAL_BIND_MASK,
     DaemonConfig, TunnelConfig,
 };
@@ -221,6 +221,10 @@ fn tunnel(
             .failover_after
             .or(defaults.failover_after)
             .unwrap_or(DEFAULT_FAILOVER_AFTER),
+        max_connections: raw
+            .max_connections
+            .or(defaults.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS),
         connect_timeout: pick(
             raw.connect_timeout,
             defaults.connect_timeout,

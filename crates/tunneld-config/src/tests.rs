@@ -142,6 +142,7 @@ fn built_in_defaults() {
         server_alive_interval: Duration::from_secs(10),
         server_alive_count_max: 3,
         failover_after: 3,
+        max_connections: 1024,
         permit_remote_open: crate::PermitRemoteOpen::Any,
         stream_local_bind_unlink: true,
         stream_local_bind_mask: 0o177,
@@ -468,6 +469,10 @@ fn single_errors() {
             "t.toml:4:18: failover_after must be at least 1, not -2",
         ),
         (
+            t("max_connections = 0"),
+            "t.toml:4:19: max_connections must be at least 1, not 0",
+        ),
+        (
             t("strict_host_key_checking = \"ask\""),
             "t.toml:4:28: strict_host_key_checking \"ask\" is impossible in a daemon",
         ),
@@ -528,7 +533,7 @@ fn single_errors() {
             "t.toml:2:9: invalid TOML: invalid boolean, expected `true`",
         ),
     ];
-    assert_eq!(cases.len(), 41);
+    assert_eq!(cases.len(), 42);
     for (text, want) in &cases {
         let got = parse_err(text);
         assert_eq!(got.len(), 1, "{text}\ngot:\n{}", got.join("\n"));
@@ -603,7 +608,7 @@ fn same_connection_ignores_only_forward_lists() {
     assert!(base.same_connection(&forwards_changed));
     assert!(base.same_connection(&base));
 
-    let variations: [fn(&mut TunnelConfig); 16] = [
+    let variations: [fn(&mut TunnelConfig); 17] = [
         |t| t.name.push('x'),
         |t| t.hosts[0].port = 23,
         |t| t.user.push('x'),
@@ -613,6 +618,7 @@ fn same_connection_ignores_only_forward_lists() {
         |t| t.server_alive_interval = Duration::from_secs(1),
         |t| t.server_alive_count_max = 9,
         |t| t.failover_after = 1,
+        |t| t.max_connections = 1,
         |t| t.permit_remote_open = crate::PermitRemoteOpen::Only(vec![]),
         |t| t.stream_local_bind_unlink = false,
         |t| t.stream_local_bind_mask = 0o117,

@@ -1,7 +1,7 @@
 //! What a tunnel publishes about itself on its watch channel.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 /// Life-cycle state of a tunnel (see SPEC "Behaviour of a tunnel").
@@ -79,8 +79,8 @@ impl ForwardState {
     }
 }
 
-/// Traffic counters of one forward, shared by its connections.
-#[derive(Debug, Default)]
+/// Traffic counters of one forward, shared by its connections, and its connection limit.
+#[derive(Debug)]
 pub struct ForwardCounters {
     /// Connections open right now.
     pub active: AtomicU64,
@@ -90,14 +90,77 @@ pub struct ForwardCounters {
     pub bytes_in: AtomicU64,
     /// Bytes from the local side into the SSH channel.
     pub bytes_out: AtomicU64,
+    /// Connections turned away because `limit` were open.
+    pub refused: AtomicU64,
+    /// Most connections open at once (`max_connections`).
+    limit: u64,
+    /// Set by the first refusal of a run of them, cleared by the next connection let in:
+    /// the limit is logged once per episode, not once per connection.
+    full: AtomicBool,
+    /// `refused` before the current episode began.
+    episode_start: AtomicU64,
+}
+
+/// What [`ForwardCounters::try_open`] has to say besides the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitEvent {
+    /// Nothing worth a log line.
+    None,
+    /// The first connection refused since the forward was last below its limit.
+    Reached,
+    /// Let in again after refusing this many (since the start of the episode).
+    Recovered(u64),
 }
 
 impl ForwardCounters {
-    /// Counts a connection as open until the returned guard is dropped.
-    pub fn open(self: &Arc<Self>) -> ConnectionGuard {
-        self.active.fetch_add(1, Ordering::Relaxed);
+    /// Counters for a forward that carries at most `limit` connections at once.
+    pub fn with_limit(limit: u32) -> Self {
+        ForwardCounters {
+            active: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            limit: u64::from(limit.max(1)),
+            full: AtomicBool::new(false),
+            episode_start: AtomicU64::new(0),
+        }
+    }
+
+    /// The limit of connections open at once.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Counts a connection as open until the returned guard is dropped, unless `limit`
+    /// are open already (then counts it as refused).
+    ///
+    /// # Errors
+    /// At the limit; also says whether this refusal starts an episode.
+    pub fn try_open(self: &Arc<Self>) -> Result<(ConnectionGuard, LimitEvent), LimitEvent> {
+        let admitted = self
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            });
+        if admitted.is_err() {
+            let before = self.refused.fetch_add(1, Ordering::Relaxed);
+            let first = !self.full.swap(true, Ordering::AcqRel);
+            return Err(if first {
+                self.episode_start.store(before, Ordering::Relaxed);
+                LimitEvent::Reached
+            } else {
+                LimitEvent::None
+            });
+        }
         self.total.fetch_add(1, Ordering::Relaxed);
-        ConnectionGuard(Arc::clone(self))
+        let event = if self.full.swap(false, Ordering::AcqRel) {
+            let refused = self.refused.load(Ordering::Relaxed);
+            LimitEvent::Recovered(refused - self.episode_start.load(Ordering::Relaxed))
+        } else {
+            LimitEvent::None
+        };
+        Ok((ConnectionGuard(Arc::clone(self)), event))
     }
 }
 

@@ -86,7 +86,7 @@ fn forward_list(cfg: &TunnelConfig, old: &[ForwardStatus]) -> Vec<ForwardStatus>
                 state: ForwardState::Pending,
                 error: None,
                 bound: None,
-                counters: Arc::new(ForwardCounters::default()),
+                counters: Arc::new(ForwardCounters::with_limit(cfg.max_connections)),
             })
     })
     .collect()
@@ -152,7 +152,7 @@ impl Tunnel {
             .iter()
             .find(|f| f.kind == kind && f.spec == spec)
             .map(|f| Arc::clone(&f.counters))
-            .unwrap_or_default()
+            .unwrap_or_else(|| Arc::new(ForwardCounters::with_limit(self.cfg.max_connections)))
     }
 
     fn ctx(&self, kind: ForwardKind, spec: &str, cancel: CancellationToken) -> ForwardCtx {
@@ -267,8 +267,8 @@ fn reconcile(t: &Arc<Tunnel>, cfg: &TunnelConfig) {
                 };
                 match (key.0, target) {
                     (ForwardKind::Local, Some(target)) => {
-                        local::accept_loop(listener, ctx, move |s, peer, ctx| {
-                            local::serve(s, peer, target.clone(), ctx)
+                        local::accept_loop(listener, ctx, move |s, peer, guard, ctx| {
+                            local::serve(s, peer, target.clone(), guard, ctx)
                         })
                         .await
                     }

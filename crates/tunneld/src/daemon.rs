@@ -34,12 +34,58 @@ const WATCH_DEBOUNCE: Duration = Duration::from_millis(300);
 /// When the runtime, the signal handlers or the control socket cannot be set up.
 pub fn run(config: Config) -> anyhow::Result<()> {
     service::init_logging(&config.daemon.log_level);
+    check_fd_limit(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(config))
+}
+
+/// File descriptors a tunnel may hold besides its forwards' connections: its SSH socket
+/// (one per jump hop too), listeners, and a margin for the daemon's own.
+const FDS_PER_TUNNEL: u64 = 8;
+
+/// Raises the soft limit on open files to the hard one (as a server should: each
+/// forwarded connection is a socket), and warns when even that is below what the
+/// forwards' `max_connections` allow, since running out would also stop reconnects.
+fn check_fd_limit(config: &Config) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into `lim`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads `raised`; raising the soft limit up to the hard one is
+        // always permitted.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    let wanted: u64 = config
+        .tunnels
+        .values()
+        .map(|t| {
+            let forwards = (t.local.len() + t.remote.len() + t.dynamic.len()) as u64;
+            forwards * u64::from(t.max_connections) + FDS_PER_TUNNEL
+        })
+        .sum();
+    if wanted > lim.rlim_cur {
+        warn!(
+            limit = lim.rlim_cur,
+            wanted,
+            "the open-file limit is below what the forwards' max_connections allow; \
+             raise LimitNOFILE (ulimit -n) or lower max_connections"
+        );
+    }
 }
 
 /// The file watcher when `[daemon] watch` asks for one.

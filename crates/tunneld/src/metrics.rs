@@ -263,6 +263,12 @@ pub fn render(statuses: &[TunnelStatus]) -> String {
             "Connections carried through the forward since the daemon started.",
             |c| c.total.load(Ordering::Relaxed),
         ),
+        (
+            "tunneld_forward_connections_refused_total",
+            "counter",
+            "Connections closed at once because the forward carried max_connections.",
+            |c| c.refused.load(Ordering::Relaxed),
+        ),
     ] {
         family(
             name,

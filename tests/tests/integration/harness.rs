@@ -149,14 +149,44 @@ pub struct Running {
 
 impl Running {
     pub fn start(config: &std::path::Path, env: &[(&str, &str)]) -> Running {
+        let mut cmd = Self::command(config);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::spawn(cmd)
+    }
+
+    /// Like [`Running::start`], with soft and hard `RLIMIT_NOFILE` set to `limit`.
+    pub fn start_with_fd_limit(config: &std::path::Path, limit: u64) -> Running {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Self::command(config);
+        // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Self::spawn(cmd)
+    }
+
+    fn command(config: &std::path::Path) -> Command {
         let mut cmd = Command::new(tunneld_bin());
         cmd.args(["run", "-c"])
             .arg(config)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        cmd
+    }
+
+    fn spawn(mut cmd: Command) -> Running {
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
@@ -174,8 +204,8 @@ impl Running {
         }
     }
 
-    /// Waits for a log line containing `needle`.
-    pub fn wait_line(&mut self, needle: &str) {
+    /// Waits for a log line containing `needle`, and returns it.
+    pub fn wait_line(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + UP_TIMEOUT;
         while Instant::now() < deadline {
             match self.lines.recv_timeout(deadline - Instant::now()) {
@@ -183,7 +213,7 @@ impl Running {
                     let hit = line.contains(needle);
                     self.seen.push(line);
                     if hit {
-                        return;
+                        return self.seen.last().cloned().unwrap_or_default();
                     }
                 }
                 Err(_) => break,

@@ -8,12 +8,14 @@
 //! - `resilience`: server down, crash and restart, black hole, reset, refuse, held port, 100 tunnels.
 //! - `rekey`: rekeys, by either side, while many channels are busy.
 //! - `stall`: a stalled local reader does not freeze the session.
+//! - `limits`: per-forward connection limit, idle SOCKS clients, running out of descriptors.
 //! - `ops`: control socket, status, reload by difference, file watch, systemd notify.
 //! - `cli`: `tunneld check` and `tunneld run` as a process (exit codes, SIGTERM).
 
 mod cli;
 mod forwards;
 mod harness;
+mod limits;
 mod ops;
 mod rekey;
 mod resilience;

@@ -10,10 +10,15 @@ use super::local::log_end;
 use super::{ForwardCtx, open_channel};
 use crate::pump::pump;
 use crate::socks::{self, SOCKS_HANDSHAKE_TIMEOUT};
+use crate::status::ConnectionGuard;
 
 /// Serves one SOCKS client.
-pub(crate) async fn serve(mut stream: Stream, peer: Option<SocketAddr>, ctx: ForwardCtx) {
-    let guard = ctx.counters.open();
+pub(crate) async fn serve(
+    mut stream: Stream,
+    peer: Option<SocketAddr>,
+    guard: ConnectionGuard,
+    ctx: ForwardCtx,
+) {
     let request = match tokio::time::timeout(
         SOCKS_HANDSHAKE_TIMEOUT,
         socks::read_request(&mut stream),

@@ -8,31 +8,48 @@ use tracing::{debug, warn};
 use tunneld_config::Endpoint;
 
 use super::listen::{Listener, Stream};
-use super::{ForwardCtx, open_channel};
+use super::{ForwardCtx, log_limit, open_channel};
 use crate::pump::{PumpError, pump};
+use crate::status::ConnectionGuard;
 
-/// After an accept error (EMFILE and the like) wait this long instead of spinning.
+/// After an accept error (EMFILE and the like) wait this long instead of spinning...
 pub(crate) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// ...doubling while the errors go on, up to this.
+const ACCEPT_ERROR_PAUSE_MAX: Duration = Duration::from_secs(2);
 
-/// Accepts connections until cancelled, handing each to `handle`.
+/// Accepts connections until cancelled, handing each to `handle` with its place under
+/// the forward's connection limit; over the limit, a connection is closed at once.
 pub(crate) async fn accept_loop<F, Fut>(listener: Listener, ctx: ForwardCtx, handle: F)
 where
-    F: Fn(Stream, Option<SocketAddr>, ForwardCtx) -> Fut,
+    F: Fn(Stream, Option<SocketAddr>, ConnectionGuard, ForwardCtx) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let mut pause = ACCEPT_ERROR_PAUSE;
     loop {
         tokio::select! {
             _ = ctx.cancel.cancelled() => break,
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    ctx.tracker.spawn(handle(stream, peer, ctx.clone()));
+                    pause = ACCEPT_ERROR_PAUSE;
+                    let admitted = ctx.counters.try_open();
+                    let event = match &admitted {
+                        Ok((_, event)) | Err(event) => *event,
+                    };
+                    log_limit(&ctx.tunnel, &ctx.spec, ctx.counters.limit(), event);
+                    if let Ok((guard, _)) = admitted {
+                        ctx.tracker.spawn(handle(stream, peer, guard, ctx.clone()));
+                    }
                 }
                 Err(e) => {
-                    warn!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %e, "accept failed");
+                    // Out of file descriptors, typically: the pending connection stays
+                    // queued, so retrying at once would spin.
+                    warn!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %e,
+                          retry_in = ?pause, "accept failed");
                     tokio::select! {
                         _ = ctx.cancel.cancelled() => break,
-                        _ = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
+                        _ = tokio::time::sleep(pause) => {}
                     }
+                    pause = (pause * 2).min(ACCEPT_ERROR_PAUSE_MAX);
                 }
             }
         }
@@ -44,9 +61,9 @@ pub(crate) async fn serve(
     stream: Stream,
     peer: Option<SocketAddr>,
     target: Endpoint,
+    guard: ConnectionGuard,
     ctx: ForwardCtx,
 ) {
-    let guard = ctx.counters.open();
     let Some(session) = ctx.session().await else {
         debug!(tunnel = %ctx.tunnel, forward = %ctx.spec, "no session; connection closed");
         return;

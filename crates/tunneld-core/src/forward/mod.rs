@@ -15,10 +15,11 @@ use russh::client::Msg;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
 use tunneld_config::Endpoint;
 
 use crate::session::Session;
-use crate::status::ForwardCounters;
+use crate::status::{ForwardCounters, LimitEvent};
 
 /// russh can wait forever for a frozen server to answer a channel open.
 pub const CHANNEL_OPEN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -85,6 +86,25 @@ pub(crate) async fn open_channel(
             "server did not answer the channel open for {} within {CHANNEL_OPEN_TIMEOUT:?}",
             show(host)
         )),
+    }
+}
+
+/// Logs a forward reaching its connection limit, or getting below it again.
+pub(crate) fn log_limit(tunnel: &str, spec: &str, limit: u64, event: LimitEvent) {
+    match event {
+        LimitEvent::None => {}
+        LimitEvent::Reached => warn!(
+            tunnel,
+            forward = spec,
+            max_connections = limit,
+            "connection limit reached: new connections are closed until one ends"
+        ),
+        LimitEvent::Recovered(refused) => info!(
+            tunnel,
+            forward = spec,
+            refused,
+            "below the connection limit again"
+        ),
     }
 }
 

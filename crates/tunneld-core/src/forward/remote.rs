@@ -139,8 +139,17 @@ pub(crate) fn spawn_incoming(
 ) {
     let shared = Arc::clone(shared);
     let tracker = shared.conn_tracker.clone();
+    let admitted = route.counters.try_open();
+    let event = match &admitted {
+        Ok((_, event)) | Err(event) => *event,
+    };
+    super::log_limit(&shared.tunnel, &route.spec, route.counters.limit(), event);
+    let Ok((guard, _)) = admitted else {
+        // Over the forward's limit: the server closes the connection it accepted.
+        tracker.spawn(reply.reject(ChannelOpenFailure::ResourceShortage));
+        return;
+    };
     tracker.spawn(async move {
-        let guard = route.counters.open();
         let cancel = shared.conn_cancel.clone();
         let Some(target) = route.target.clone() else {
             reply.accept().await;
