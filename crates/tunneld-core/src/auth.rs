@@ -20,12 +20,14 @@ pub(crate) enum Identity {
     Encrypted(PublicKey),
 }
 
-/// Reads an identity file, refusing it when group or others may read it (as OpenSSH does).
+/// Reads an identity file, refusing it when group or others may read it (as OpenSSH does)
+/// or when it is a symbolic link of another user's.
 ///
 /// # Errors
 /// A message naming the file and what to do: missing, too open, unreadable format,
 /// or encrypted without a public half to find in the agent.
 pub(crate) fn load_identity(path: &Path) -> Result<Identity, String> {
+    crate::safe_fs::check_link(path, "identity file")?;
     let meta =
         std::fs::metadata(path).map_err(|e| format!("identity file {}: {e}", path.display()))?;
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -12,6 +12,7 @@
 //! - [`socks`]: SOCKS4/4a/5 server side.
 //! - [`backoff`]: the reconnect schedule.
 //! - [`status`]: what tunnels publish about themselves.
+//! - [`safe_fs`]: not following other users' symbolic links; binding Unix sockets safely.
 //!
 //! The crate reads no command line, installs no signal handlers and reads no config file:
 //! it takes a resolved [`tunneld_config::Config`] and is stopped with [`Daemon::shutdown`].
@@ -23,6 +24,7 @@ mod forward;
 mod heartbeat;
 pub mod known_hosts;
 mod pump;
+pub mod safe_fs;
 mod session;
 pub mod socks;
 pub mod status;

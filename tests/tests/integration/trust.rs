@@ -155,6 +155,30 @@ async fn a_private_key_readable_by_others_is_refused() {
     daemon.shutdown().await;
 }
 
+/// A link that another user owns chooses which file is read as our key: refused, while a
+/// link of our own to the same key logs in.
+#[tokio::test]
+async fn an_identity_link_owned_by_another_user_is_not_followed() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: giving a link to another user needs root");
+        return;
+    }
+    let sshd = Sshd::start().await.unwrap();
+    let link = sshd.dir().join("planted");
+    std::os::unix::fs::symlink(sshd.client_key(), &link).unwrap();
+    let ours = with_key(&sshd, &link);
+    let (daemon, _) = start_up(&ours, "t").await;
+    daemon.shutdown().await;
+    std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
+    let (daemon, error) = first_error(&with_key(&sshd, &link)).await;
+    assert!(
+        error.contains("symbolic link owned by uid 65534"),
+        "{error}"
+    );
+    daemon.shutdown().await;
+}
+
 #[tokio::test]
 async fn ecdsa_and_rsa_keys_log_in() {
     let sshd = Sshd::start().await.unwrap();

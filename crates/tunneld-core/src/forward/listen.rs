@@ -153,7 +153,6 @@ pub(crate) struct UnixOptions {
 }
 
 fn bind_unix(path: &Path, opts: UnixOptions) -> Result<Listener, String> {
-    use std::os::unix::fs::PermissionsExt;
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() && opts.unlink => {
             // A socket left by an earlier run (StreamLocalBindUnlink=yes).
@@ -174,16 +173,13 @@ fn bind_unix(path: &Path, opts: UnixOptions) -> Result<Listener, String> {
         }
         Err(_) => {}
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     let mode = 0o777 & !opts.mask;
-    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
-        let _ = std::fs::remove_file(path);
-        return Err(format!(
-            "cannot set mode {mode:o} on {}: {e}",
-            path.display()
-        ));
-    }
+    let listener = crate::safe_fs::bind_unix(path, mode, None)
+        .and_then(|l| {
+            l.set_nonblocking(true)?;
+            UnixListener::from_std(l)
+        })
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     Ok(Listener::Unix {
         listener,
         path: path.to_path_buf(),
