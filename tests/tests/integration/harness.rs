@@ -225,6 +225,18 @@ impl Running {
         );
     }
 
+    /// Stops the process (SIGKILL) and returns every line it wrote.
+    pub fn finish(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The reader thread ends at EOF, which the exit brought.
+        let mut lines = std::mem::take(&mut self.seen);
+        while let Ok(line) = self.lines.recv_timeout(UP_TIMEOUT) {
+            lines.push(line);
+        }
+        lines
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);

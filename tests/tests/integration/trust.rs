@@ -179,6 +179,53 @@ async fn an_identity_link_owned_by_another_user_is_not_followed() {
     daemon.shutdown().await;
 }
 
+/// Nothing of the private key reaches the log, even at trace level, or the status.
+#[tokio::test]
+async fn the_private_key_is_never_logged_or_shown() {
+    let sshd = Sshd::start().await.unwrap();
+    let echo = EchoServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("s.sock");
+    let spec = format!("127.0.0.1:0:127.0.0.1:{}", echo.port());
+    let config = dir.path().join("t.toml");
+    let text = format!(
+        "[daemon]\nsocket = \"{}\"\n{}",
+        socket.display(),
+        tunnel_toml(&sshd, "t", &format!("local = [\"{spec}\"]"))
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut run = Running::start(&config, &[("RUST_LOG", "trace")]);
+    run.wait_line("connected");
+    let out = std::process::Command::new(tunneld_bin())
+        .args(["status", "--json", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let status = String::from_utf8(out.stdout).unwrap();
+    let lines = run.finish();
+    assert!(lines.len() > 20, "trace logging is on: {lines:?}");
+    // The body of the OpenSSH private key file, in pieces of 16 base64 characters (any
+    // piece appearing anywhere would be a leak, whatever the framing).
+    let key = std::fs::read_to_string(sshd.client_key()).unwrap();
+    let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let pieces: Vec<&str> = body
+        .as_bytes()
+        .chunks(16)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    assert!(pieces.len() > 10);
+    for piece in &pieces {
+        assert!(!status.contains(piece), "status shows key material {piece}");
+        for line in &lines {
+            assert!(
+                !line.contains(piece),
+                "log shows key material {piece}: {line}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn ecdsa_and_rsa_keys_log_in() {
     let sshd = Sshd::start().await.unwrap();
