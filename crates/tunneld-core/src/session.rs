@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use tunneld_config::{Endpoint, HostPort, StrictHostKeyChecking, TunnelConfig};
 
 use crate::error::{HandlerError, TunnelError};
@@ -100,6 +100,8 @@ impl SessionShared {
 pub(crate) struct ClientHandler {
     shared: Arc<SessionShared>,
     host_check: HostCheck,
+    /// Channels of kinds we never asked for, refused so far (logged at the first).
+    unrequested: u64,
 }
 
 struct HostCheck {
@@ -396,6 +398,85 @@ impl client::Handler for ClientHandler {
         remote::spawn_incoming(&self.shared, route, channel, reply, socket_path.to_string());
         Ok(())
     }
+
+    // Channels we never ask for. russh's defaults accept them and then leave them open
+    // with nobody reading: a hostile server could pile them up. OpenSSH's client refuses
+    // what it did not request; so do we.
+
+    async fn server_channel_open_session(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse_unrequested("session", reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse_unrequested("direct-tcpip", reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse_unrequested("direct-streamlocal", reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse_unrequested("x11", reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse_unrequested("auth-agent", reply).await;
+        Ok(())
+    }
+}
+
+impl ClientHandler {
+    /// Refuses a channel type the server may only open when asked (X11, agent, ...);
+    /// warns once per session, so that a server opening thousands cannot flood the log.
+    async fn refuse_unrequested(&mut self, kind: &str, reply: client::ChannelOpenHandle) {
+        self.unrequested += 1;
+        if self.unrequested == 1 {
+            warn!(tunnel = %self.shared.tunnel, channel = kind,
+                  "server opened a channel we did not ask for; rejected (further ones at debug level)");
+        } else {
+            debug!(tunnel = %self.shared.tunnel, channel = kind, count = self.unrequested,
+                   "server opened a channel we did not ask for; rejected");
+        }
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+    }
 }
 
 /// An established, authenticated session.
@@ -628,6 +709,7 @@ async fn handshake(
             failure: Arc::clone(&failure),
             accepted: Arc::clone(&accepted),
         },
+        unrequested: 0,
     };
 
     let mut handle = match client::connect_stream(config, transport, handler).await {
