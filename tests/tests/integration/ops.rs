@@ -496,6 +496,66 @@ async fn the_control_socket_is_private_and_checks_its_peer() {
     assert!(svc.status()["tunnels"].is_array());
 }
 
+/// With `socket_group`, the socket is 0660 in that group, and the peer check lets in its
+/// members (primary or supplementary group) and no one else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_group_members_get_in_and_others_do_not() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: running clients as other users needs root");
+        return;
+    }
+    let sshd = Sshd::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("tunneld.toml");
+    let socket = dir.path().join("tunneld.sock");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nsocket = \"{}\"\nsocket_group = \"nogroup\"\n{}",
+            socket.display(),
+            tunnel_toml(&sshd, "t", "dynamic = [\"0\"]")
+        ),
+    )
+    .unwrap();
+    let mut run = Running::start(&config, &[]);
+    run.wait_line("tunneld started");
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 65534);
+    // Open the mode up so that only the peer-credential check decides.
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let status_as = |gid: u32, extra_group: Option<libc::gid_t>| {
+        let mut cmd = Command::new(tunneld_bin());
+        cmd.args(["status", "--socket"]).arg(&socket);
+        // SAFETY: setgroups/setgid/setuid are async-signal-safe; nothing else runs here.
+        unsafe {
+            cmd.pre_exec(move || {
+                let groups: Vec<libc::gid_t> = extra_group.into_iter().collect();
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(4242) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.output().unwrap()
+    };
+    let primary = status_as(65534, None);
+    assert!(primary.status.success(), "{primary:?}");
+    let supplementary = status_as(4242, Some(65534));
+    assert!(supplementary.status.success(), "{supplementary:?}");
+    let stranger = status_as(4242, None);
+    assert_eq!(stranger.status.code(), Some(1), "{stranger:?}");
+    assert!(
+        String::from_utf8_lossy(&stranger.stderr).contains("permission denied"),
+        "{stranger:?}"
+    );
+}
+
 #[test]
 fn no_daemon_means_exit_69() {
     let dir = tempfile::tempdir().unwrap();
