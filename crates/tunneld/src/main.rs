@@ -5,12 +5,14 @@
 //! - `main` (this file): the command line and exit codes.
 //! - `daemon`: `tunneld run`: the daemon's loop (signals, reload, watchdog, status).
 //! - `control`: the control socket, server and client.
+//! - `import`: `tunneld import`: ssh/autossh command lines and ssh_config files as tunnels.
 //! - `render`: status as JSON, as a table, and as systemd's `STATUS=` line.
 //! - `service`: logging (journald or stderr) and systemd's notify protocol.
 //! - `watch`: watching the configuration file.
 
 mod control;
 mod daemon;
+mod import;
 mod memory;
 mod metrics;
 mod render;
@@ -116,6 +118,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print [tunnels.NAME] tables for an ssh or autossh command line, or for the Host
+    /// blocks of an ssh_config file.
+    Import(import::ImportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -169,6 +174,7 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::Import(args) => import::run(&args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

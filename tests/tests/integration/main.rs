@@ -11,10 +11,13 @@
 //! - `limits`: per-forward connection limit, idle SOCKS clients, running out of descriptors.
 //! - `ops`: control socket, status, reload by difference, file watch, systemd notify.
 //! - `cli`: `tunneld check` and `tunneld run` as a process (exit codes, SIGTERM).
+//! - `import`: `tunneld import` of ssh/autossh command lines and ssh_config files, each
+//!   result passed through the real `tunneld check`.
 
 mod cli;
 mod forwards;
 mod harness;
+mod import;
 mod limits;
 mod ops;
 mod rekey;
