@@ -16,13 +16,18 @@ use bytes::{Buf, Bytes, BytesMut};
 use russh::client::Msg;
 use russh::{Channel, ChannelMsg, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::status::ConnectionGuard;
 
 /// Bytes read from the local socket per call; 64 KiB beat tokio's 8 KiB default by 15–25 %.
 const LOCAL_READ_BYTES: usize = 64 * 1024;
+/// Local data read ahead of the channel's window, at most. While the server's
+/// WINDOW_ADJUST waits behind data in its stream (russh reads on only once that data is
+/// queued), an echoing peer sends back up to what is delivered meanwhile: about the
+/// window we grant (russh's 2 MiB) on top of the queues. Twice the window covers it.
+const UPSTREAM_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// Channel packets (at most 32 KiB each) queued towards a local reader that is slower than
 /// the SSH link: about 2 MiB per connection, on top of russh's own channel queue.
 const DOWNSTREAM_QUEUE_PACKETS: usize = 64;
@@ -168,18 +173,47 @@ where
     let (mut rd, mut wr) = tokio::io::split(socket);
 
     let result = {
-        let up = async {
+        // Upstream reads the local socket ahead of the channel's window, into a buffer of
+        // at most UPSTREAM_BUFFER_BYTES, so that waiting for window never stops us reading.
+        // Otherwise a peer that echoes (or answers while it is sent to) can lock up the
+        // session: we wait for the server's WINDOW_ADJUST and stop reading the peer; the
+        // peer, blocked writing to us, stops reading what we deliver; our queue fills; the
+        // session loop waits on it, so the WINDOW_ADJUST behind the data is never read.
+        let room = Semaphore::new(UPSTREAM_BUFFER_BYTES);
+        let (ahead_tx, mut ahead) = mpsc::unbounded_channel::<Bytes>();
+        let read_local = async {
+            let ahead_tx = ahead_tx;
             let mut buf = BytesMut::new();
             loop {
+                room.acquire_many(LOCAL_READ_BYTES as u32)
+                    .await
+                    .expect("the semaphore is never closed")
+                    .forget();
                 buf.reserve(LOCAL_READ_BYTES);
                 let n = rd.read_buf(&mut buf).await?;
+                room.add_permits(LOCAL_READ_BYTES - n);
                 if n == 0 {
-                    ch_wr.get().eof().await?;
+                    // Dropping the sender tells `send_up` to finish with EOF.
                     return Ok::<(), PumpError>(());
                 }
                 counters.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-                ch_wr.get().data_bytes(buf.split().freeze()).await?;
+                if ahead_tx.send(buf.split().freeze()).is_err() {
+                    return Ok(());
+                }
             }
+        };
+        let send_up = async {
+            while let Some(data) = ahead.recv().await {
+                let len = data.len();
+                ch_wr.get().data_bytes(data).await?;
+                room.add_permits(len);
+            }
+            ch_wr.get().eof().await?;
+            Ok::<(), PumpError>(())
+        };
+        let up = async {
+            tokio::try_join!(read_local, send_up)?;
+            Ok::<(), PumpError>(())
         };
 
         let (queue, mut queued) = mpsc::channel::<Down>(DOWNSTREAM_QUEUE_PACKETS);

@@ -160,8 +160,14 @@ pub(crate) fn spawn_incoming(
             Ok(Ok(stream)) => {
                 reply.accept().await;
                 let r = pump(stream, channel, &guard, &cancel, shared.stall).await;
-                if let Err(e) = r {
-                    debug!(tunnel = %shared.tunnel, forward = %route.spec, error = %e, "connection ended");
+                match r {
+                    Ok(()) => {}
+                    Err(e @ crate::pump::PumpError::StalledReader(_)) => {
+                        warn!(tunnel = %shared.tunnel, forward = %route.spec, error = %e, "connection closed");
+                    }
+                    Err(e) => {
+                        debug!(tunnel = %shared.tunnel, forward = %route.spec, error = %e, "connection ended");
+                    }
                 }
             }
             Ok(Err(e)) => {
