@@ -3,15 +3,18 @@
 //!
 //! russh's own checker misses `@revoked`, patterns and negation, and stops at the first
 //! same-type mismatch even when a later line matches, so the matching is ours; parsing of
-//! each line is `ssh_key::known_hosts`.
+//! each line is `ssh_key::known_hosts`. [`HostLine`] is one line, parsed and matched on
+//! its own.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
-use russh::keys::ssh_key::known_hosts::{Entry, HostPatterns, KnownHosts, Marker};
+use russh::keys::ssh_key::known_hosts::{Entry, HostPatterns, KnownHosts};
 use russh::keys::{Algorithm, PublicKey};
 use sha1::Sha1;
+
+pub use russh::keys::ssh_key::known_hosts::Marker;
 
 /// What the known_hosts files say about a server's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,10 +38,48 @@ pub fn lookup_name(host: &str, port: u16) -> String {
     }
 }
 
+/// One known_hosts line that names hosts and a key: `[@marker] hosts keytype base64 [comment]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostLine(Entry);
+
+impl HostLine {
+    /// Parses one line of a known_hosts file; anything from a newline on is ignored.
+    ///
+    /// Returns `None` for blank and comment lines and for lines that cannot be read (a
+    /// key type we do not know, a typo): OpenSSH skips those too, so one bad line does
+    /// not hide the others.
+    pub fn parse(line: &str) -> Option<HostLine> {
+        let line = line.split('\n').next().unwrap_or_default();
+        match KnownHosts::new(line).next() {
+            Some(Ok(entry)) => Some(HostLine(entry)),
+            _ => None,
+        }
+    }
+
+    /// Whether the line's host field names `name`, the lower-case name OpenSSH looks up
+    /// (see [`lookup_name`]). A hashed field (`|1|salt|hash`) matches when HMAC-SHA1 of
+    /// `name` keyed with the salt is the hash. Otherwise the field is a comma-separated
+    /// list of patterns, lower-cased as `name` is, where `*` is any run of characters and
+    /// `?` any one: it matches when some pattern matches and no `!`-negated one does.
+    pub fn matches(&self, name: &str) -> bool {
+        host_matches(self.0.host_patterns(), name)
+    }
+
+    /// `@cert-authority` or `@revoked`; `None` for a plain host key line.
+    pub fn marker(&self) -> Option<&Marker> {
+        self.0.marker()
+    }
+
+    /// The line's key.
+    pub fn public_key(&self) -> &PublicKey {
+        self.0.public_key()
+    }
+}
+
 struct Line {
     file: PathBuf,
     number: usize,
-    entry: Entry,
+    entry: HostLine,
 }
 
 fn read_lines(files: &[PathBuf]) -> Vec<Line> {
@@ -50,7 +91,7 @@ fn read_lines(files: &[PathBuf]) -> Vec<Line> {
         for (index, raw) in text.lines().enumerate() {
             // Parse line by line so one entry we cannot read (a key type we do not know,
             // a typo) skips that line only, as OpenSSH does.
-            let Some(Ok(entry)) = KnownHosts::new(raw).next() else {
+            let Some(entry) = HostLine::parse(raw) else {
                 continue;
             };
             out.push(Line {
@@ -67,7 +108,7 @@ fn read_lines(files: &[PathBuf]) -> Vec<Line> {
 pub fn check(files: &[PathBuf], name: &str, key: &PublicKey) -> Verdict {
     let lines: Vec<Line> = read_lines(files)
         .into_iter()
-        .filter(|l| host_matches(l.entry.host_patterns(), name))
+        .filter(|l| l.entry.matches(name))
         .collect();
     let same_key = |l: &&Line| l.entry.public_key().key_data() == key.key_data();
     if let Some(l) = lines
@@ -101,7 +142,7 @@ pub fn check(files: &[PathBuf], name: &str, key: &PublicKey) -> Verdict {
 pub fn known_algorithms(files: &[PathBuf], name: &str) -> Vec<Algorithm> {
     let mut algs = Vec::new();
     for l in read_lines(files) {
-        if l.entry.marker().is_none() && host_matches(l.entry.host_patterns(), name) {
+        if l.entry.marker().is_none() && l.entry.matches(name) {
             let alg = l.entry.public_key().algorithm();
             if !algs.contains(&alg) {
                 algs.push(alg);
@@ -116,7 +157,7 @@ pub fn cert_authorities(files: &[PathBuf], name: &str) -> Vec<PublicKey> {
     read_lines(files)
         .into_iter()
         .filter(|l| l.entry.marker() == Some(&Marker::CertAuthority))
-        .filter(|l| host_matches(l.entry.host_patterns(), name))
+        .filter(|l| l.entry.matches(name))
         .map(|l| l.entry.public_key().clone())
         .collect()
 }

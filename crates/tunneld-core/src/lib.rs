@@ -13,12 +13,14 @@
 //! - [`backoff`]: the reconnect schedule.
 //! - [`status`]: what tunnels publish about themselves.
 //! - [`safe_fs`]: not following other users' symbolic links; binding Unix sockets safely.
+//! - [`control_request`]: parsing of the control socket's JSON requests.
 //!
 //! The crate reads no command line, installs no signal handlers and reads no config file:
 //! it takes a resolved [`tunneld_config::Config`] and is stopped with [`Daemon::shutdown`].
 
 mod auth;
 pub mod backoff;
+pub mod control_request;
 mod error;
 mod forward;
 mod heartbeat;

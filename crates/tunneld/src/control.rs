@@ -17,8 +17,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-/// The protocol version spoken here.
-pub const PROTOCOL_VERSION: u64 = 1;
+// The request parser lives in the core crate, where it is fuzzed on its own.
+pub use tunneld_core::control_request::{Command, PROTOCOL_VERSION, parse_request};
+
 /// Largest request accepted; anything longer is refused unread.
 const MAX_REQUEST_BYTES: u64 = 64 * 1024;
 /// Input swallowed after answering a bad request, so the client can read the answer.
@@ -27,15 +28,6 @@ const DRAIN_BYTES: u64 = 1 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// A reload may take a while (stopping tunnels); the client waits this long.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What a client asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    /// A status snapshot.
-    Status,
-    /// Re-read the configuration file.
-    Reload,
-}
 
 /// A request handed to the daemon's loop, with where to send the response.
 pub struct Request {
@@ -212,30 +204,6 @@ async fn handle(
     Ok(())
 }
 
-/// Parses one request line.
-///
-/// # Errors
-/// A message for the client: malformed JSON, unknown version or command.
-pub fn parse_request(line: &str) -> Result<Command, String> {
-    let v: Value =
-        serde_json::from_str(line.trim()).map_err(|e| format!("malformed request: {e}"))?;
-    match v.get("version").and_then(Value::as_u64) {
-        Some(PROTOCOL_VERSION) => {}
-        Some(other) => {
-            return Err(format!(
-                "unsupported protocol version {other} (this daemon speaks {PROTOCOL_VERSION})"
-            ));
-        }
-        None => return Err("request has no \"version\"".into()),
-    }
-    match v.get("command").and_then(Value::as_str) {
-        Some("status") => Ok(Command::Status),
-        Some("reload") => Ok(Command::Reload),
-        Some(other) => Err(format!("unknown command \"{other}\"")),
-        None => Err("request has no \"command\"".into()),
-    }
-}
-
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -252,6 +220,18 @@ pub enum ClientError {
     Protocol(String),
 }
 
+/// The request line a client sends for `command`, newline included.
+fn request_line(command: Command) -> String {
+    let name = match command {
+        Command::Status => "status",
+        Command::Reload => "reload",
+    };
+    format!(
+        "{}\n",
+        json!({"version": PROTOCOL_VERSION, "command": name})
+    )
+}
+
 /// Sends one command and returns the daemon's response.
 ///
 /// # Errors
@@ -264,15 +244,11 @@ pub async fn call(path: &Path, command: Command) -> Result<Value, ClientError> {
                 path: path.to_path_buf(),
                 source,
             })?;
-    let name = match command {
-        Command::Status => "status",
-        Command::Reload => "reload",
-    };
-    let request = json!({"version": PROTOCOL_VERSION, "command": name});
+    let request = request_line(command);
     let exchange = async {
         // A daemon that refuses us may answer and close before reading: read its answer
         // even if our write fails.
-        let _ = stream.write_all(format!("{request}\n").as_bytes()).await;
+        let _ = stream.write_all(request.as_bytes()).await;
         let mut out = String::new();
         BufReader::new(stream)
             .take(16 << 20)
@@ -327,5 +303,18 @@ mod tests {
                 .unwrap_err()
                 .starts_with("malformed request")
         );
+    }
+
+    /// What the client sends is what the daemon accepts: one line, parsed back to the
+    /// command it was built from. (The parser's own properties are tested in
+    /// tunneld-core, where it lives.)
+    #[test]
+    fn client_requests_parse_back_to_their_command() {
+        for command in [Command::Status, Command::Reload] {
+            let line = request_line(command);
+            assert_eq!(line.matches('\n').count(), 1, "{line:?}");
+            assert!(line.ends_with('\n'), "{line:?}");
+            assert_eq!(parse_request(&line), Ok(command), "{line:?}");
+        }
     }
 }
