@@ -162,7 +162,8 @@ pub fn cert_authorities(files: &[PathBuf], name: &str) -> Vec<PublicKey> {
         .collect()
 }
 
-/// Records `name key` in `file` for `accept-new`, creating it with mode 0600.
+/// Records `name key` in `file` for `accept-new`, creating it with mode 0600; never
+/// through a symbolic link of another user's (see [`crate::safe_fs`]).
 ///
 /// Under an exclusive lock on the file, the host is looked up again in `files` (which
 /// include `file`): another tunnel may have learnt it meanwhile. Only a host still
@@ -180,6 +181,7 @@ pub fn record(
     use std::io::{Read, Seek, SeekFrom};
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
+    crate::safe_fs::check_link(file, "known_hosts file").map_err(std::io::Error::other)?;
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -427,5 +429,30 @@ mod tests {
         );
         let text = std::fs::read_to_string(&files[0]).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
+    }
+
+    #[test]
+    fn never_written_through_another_users_link() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: giving a link to another user needs root");
+            return;
+        }
+        let (dir, files) = file("");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, "untouched\n").unwrap();
+        std::fs::remove_file(&files[0]).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &files[0]).unwrap();
+        std::os::unix::fs::lchown(&files[0], Some(65534), None).unwrap();
+        let err = record(&files, &files[0], "h", &key(KEY_A)).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "untouched\n");
+        // Our own link is written through.
+        std::os::unix::fs::lchown(&files[0], Some(0), None).unwrap();
+        record(&files, &files[0], "h", &key(KEY_A)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&elsewhere).unwrap().lines().count(),
+            2
+        );
     }
 }

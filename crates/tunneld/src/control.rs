@@ -6,7 +6,7 @@
 //! `{"version": 1, "ok": true, "reload": {"summary": "...", "added": [...], ...}}`, or
 //! `{"version": 1, "ok": false, "errors": ["..."]}`.
 
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -85,15 +85,14 @@ impl ControlSocket {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let listener = UnixListener::bind(path)
-            .with_context(|| format!("cannot listen on {}", path.display()))?;
+        // Mode and group are set before the socket appears at `path` (see safe_fs).
         let mode = if gid.is_some() { 0o660 } else { 0o600 };
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("cannot set the mode of {}", path.display()))?;
-        if let Some(gid) = gid {
-            std::os::unix::fs::chown(path, None, Some(gid))
-                .with_context(|| format!("cannot give {} to group {gid}", path.display()))?;
-        }
+        let listener = tunneld_core::safe_fs::bind_unix(path, mode, gid)
+            .and_then(|l| {
+                l.set_nonblocking(true)?;
+                UnixListener::from_std(l)
+            })
+            .with_context(|| format!("cannot listen on {}", path.display()))?;
         Ok(ControlSocket {
             listener,
             path: path.to_path_buf(),
