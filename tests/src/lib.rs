@@ -4,6 +4,7 @@
 //! Layout:
 //! - [`sshd`]: a private `sshd` on an ephemeral loopback port, with generated host and
 //!   client keys, its log, and fault injection (kill sessions, crash, restart).
+//! - [`build`]: the release `tunneld` binary, for the bench and the soak.
 //! - [`keys`]: `ssh-keygen` wrappers.
 //! - [`servers`]: TCP and Unix echo servers, a minimal HTTP server, a byte source.
 //! - [`net`]: free ports, polling with deadlines, checked bulk transfers, `/proc/net/tcp`
@@ -15,6 +16,7 @@
 //! Nothing here sleeps to synchronise: every wait polls with a deadline and fails with a
 //! message naming what it waited for. Everything binds to loopback addresses only.
 
+pub mod build;
 pub mod keys;
 pub mod net;
 mod procs;

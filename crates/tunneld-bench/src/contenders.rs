@@ -33,8 +33,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound of one `tunneld status --json`.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound of `cargo build --release -p tunneld`.
-const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
 /// Bound of one `apt-get` run.
 const APT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Lines of a child's log quoted in an error.
@@ -534,56 +532,6 @@ impl Drop for Proc {
             }
         }
         let _ = self.child.wait();
-    }
-}
-
-/// Builds `target/release/tunneld` (a no-op when it is fresh) and returns its path.
-/// If cargo is unavailable, an existing binary is used with a warning.
-///
-/// # Errors
-/// The build fails and there is no binary to fall back on.
-pub async fn release_tunneld() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("the bench's own path")?;
-    // target/<profile>/tunneld-bench -> target/release/tunneld
-    let target = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the bench is not in target/<profile>/")?;
-    let bin = target.join("release").join("tunneld");
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    eprintln!(
-        "building the tunneld release binary: {cargo} build --release -p tunneld --bin tunneld"
-    );
-    let build = tokio::process::Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "tunneld",
-            "--bin",
-            "tunneld",
-            "--target-dir",
-        ])
-        .arg(target)
-        .current_dir(&workspace)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .status();
-    let failure = match timeout(BUILD_TIMEOUT, build).await {
-        Ok(Ok(s)) if s.success() => None,
-        Ok(Ok(s)) => Some(format!("cargo build exited with {s}")),
-        Ok(Err(e)) => Some(format!("cannot run {cargo}: {e}")),
-        Err(_) => Some(format!("cargo build took over {BUILD_TIMEOUT:?}")),
-    };
-    match (failure, bin.exists()) {
-        (None, true) => Ok(bin),
-        (None, false) => bail!("cargo build succeeded but {} is missing", bin.display()),
-        (Some(why), true) => {
-            eprintln!("warning: {why}; using the existing {}", bin.display());
-            Ok(bin)
-        }
-        (Some(why), false) => bail!("{why}, and there is no {}", bin.display()),
     }
 }
 

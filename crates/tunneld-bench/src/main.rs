@@ -106,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let plan = Plan::new(args.quick);
     raise_fd_limit();
-    let tunneld = contenders::release_tunneld().await?;
+    let tunneld = tunneld_tests::build::release_tunneld("bench").await?;
     let out_dir = match args.out {
         Some(d) => d,
         None => tunneld

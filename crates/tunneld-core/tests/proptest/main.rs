@@ -5,5 +5,7 @@
 
 mod control_request;
 mod known_hosts;
+// The same random edits as the config crate's property tests.
+#[path = "../../../tunneld-config/tests/proptest/mutate.rs"]
 mod mutate;
 mod socks;

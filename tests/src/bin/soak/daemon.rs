@@ -18,8 +18,6 @@ use tokio::time::{Instant, timeout};
 use tunneld_tests::Sshd;
 use tunneld_tests::net::free_port;
 
-/// Bound of `cargo build --release -p tunneld`.
-const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
 /// Bound of one `tunneld status` or `tunneld reload` (the client itself waits 30 s).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(40);
 /// Bound of one metrics scrape.
@@ -34,47 +32,6 @@ const TUNNELD_LOG_FILTER: &str = "info,tunneld_core::forward=debug";
 /// `HEARTBEAT_INTERVAL` × `HEARTBEAT_COUNT` (the SPEC allows one more second).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 pub const HEARTBEAT_COUNT: u32 = 3;
-
-/// Builds `target/release/tunneld` (a no-op when it is fresh) and returns its path, as
-/// the benchmark does. If cargo is unavailable, an existing binary is used with a warning.
-///
-/// # Errors
-/// The build fails and there is no binary to fall back on.
-pub async fn release_tunneld() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("the soak's own path")?;
-    // target/<profile>/soak -> target/release/tunneld
-    let target = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the soak is not in target/<profile>/")?;
-    let bin = target.join("release").join("tunneld");
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    eprintln!("soak: building the tunneld release binary ({cargo} build --release -p tunneld)");
-    let build = tokio::process::Command::new(&cargo)
-        .args(["build", "--release", "-p", "tunneld", "--bin", "tunneld"])
-        .arg("--target-dir")
-        .arg(target)
-        .current_dir(&workspace)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .status();
-    let failure = match timeout(BUILD_TIMEOUT, build).await {
-        Ok(Ok(s)) if s.success() => None,
-        Ok(Ok(s)) => Some(format!("cargo build exited with {s}")),
-        Ok(Err(e)) => Some(format!("cannot run {cargo}: {e}")),
-        Err(_) => Some(format!("cargo build took over {BUILD_TIMEOUT:?}")),
-    };
-    match (failure, bin.exists()) {
-        (None, true) => Ok(bin),
-        (None, false) => bail!("cargo build succeeded but {} is missing", bin.display()),
-        (Some(why), true) => {
-            eprintln!("soak: warning: {why}; using the existing {}", bin.display());
-            Ok(bin)
-        }
-        (Some(why), false) => bail!("{why}, and there is no {}", bin.display()),
-    }
-}
 
 /// What the reload faults toggle; both off is the base configuration.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

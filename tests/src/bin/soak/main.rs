@@ -160,7 +160,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         args.duration.as_secs(),
         if args.no_proxy { ", no proxy" } else { "" }
     );
-    let bin = daemon::release_tunneld().await?;
+    let bin = tunneld_tests::build::release_tunneld("soak").await?;
     let mut work = tempfile::Builder::new()
         .prefix("tunneld-soak-")
         .tempdir()
