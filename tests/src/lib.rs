@@ -25,6 +25,7 @@ pub mod servers;
 pub mod socks;
 pub mod sshd;
 
+pub use procs::die_with_this_process;
 pub use proxy::{Fault, FaultProxy};
 pub use servers::{EchoServer, HttpServer, SourceServer, UnixEchoServer};
 pub use sshd::{Sshd, SshdOptions};

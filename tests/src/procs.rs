@@ -120,6 +120,27 @@ pub(crate) fn kill_tree(root: i32, include_root: bool) -> BTreeSet<i32> {
     frozen
 }
 
+/// Makes the program `cmd` starts die (SIGKILL) when this process does, so that nothing
+/// a test, the bench or the soak starts outlives it, even if it is killed itself.
+pub fn die_with_this_process(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
+    // functions (prctl, getppid).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                // This process died between fork and prctl.
+                return Err(std::io::Error::other("parent exited"));
+            }
+            Ok(())
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

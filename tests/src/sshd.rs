@@ -600,23 +600,15 @@ fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
             .expect("start the sshd spawner thread");
         tx
     });
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
-    // functions (prctl, getppid).
+    crate::procs::die_with_this_process(&mut cmd);
+    // SAFETY: the closure runs between fork and exec and only calls prctl.
     unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
+        cmd.pre_exec(|| {
             // Kept across exec: processes orphaned when we kill a session's monitor are
             // re-parented to the listener, whose SIGCHLD loop reaps them, instead of
             // becoming zombies under a container init that never reaps.
             if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) != 0 {
                 return Err(io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                // The test process died between fork and prctl.
-                return Err(io::Error::other("parent exited"));
             }
             Ok(())
         });

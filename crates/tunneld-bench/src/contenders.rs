@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::net::Ipv4Addr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -454,20 +453,7 @@ impl Proc {
         cmd.stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
-        // functions (prctl, getppid).
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::getppid() != parent {
-                    return Err(std::io::Error::other("the bench exited"));
-                }
-                Ok(())
-            });
-        }
+        tunneld_tests::die_with_this_process(&mut cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("start {name} ({:?})", cmd.get_program()))?;

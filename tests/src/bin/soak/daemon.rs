@@ -5,7 +5,6 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -398,20 +397,7 @@ impl Tunneld {
         ] {
             cmd.env_remove(var);
         }
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
-        // functions (prctl, getppid).
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::getppid() != parent {
-                    return Err(std::io::Error::other("the soak exited"));
-                }
-                Ok(())
-            });
-        }
+        tunneld_tests::die_with_this_process(&mut cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
