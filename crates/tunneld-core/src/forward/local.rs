@@ -8,7 +8,7 @@ use tracing::{debug, warn};
 use tunneld_config::Endpoint;
 
 use super::listen::{Listener, Stream};
-use super::{ForwardCtx, log_limit, open_channel};
+use super::{ForwardCtx, admit, open_channel};
 use crate::pump::{PumpError, pump};
 use crate::status::ConnectionGuard;
 
@@ -31,12 +31,7 @@ where
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     pause = ACCEPT_ERROR_PAUSE;
-                    let admitted = ctx.counters.try_open();
-                    let event = match &admitted {
-                        Ok((_, event)) | Err(event) => *event,
-                    };
-                    log_limit(&ctx.tunnel, &ctx.spec, ctx.counters.limit(), event);
-                    if let Ok((guard, _)) = admitted {
+                    if let Some(guard) = admit(&ctx.counters, &ctx.tunnel, &ctx.spec) {
                         ctx.tracker.spawn(handle(stream, peer, guard, ctx.clone()));
                     }
                 }

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use tunneld_config::Endpoint;
 
 use crate::session::Session;
-use crate::status::{ForwardCounters, LimitEvent};
+use crate::status::{ConnectionGuard, ForwardCounters, LimitEvent};
 
 /// russh can wait forever for a frozen server to answer a channel open.
 pub const CHANNEL_OPEN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -89,8 +89,18 @@ pub(crate) async fn open_channel(
     }
 }
 
-/// Logs a forward reaching its connection limit, or getting below it again.
-pub(crate) fn log_limit(tunnel: &str, spec: &str, limit: u64, event: LimitEvent) {
+/// A place for a new connection under the forward's `max_connections`, or `None` when it
+/// is at the limit; logs the limit being reached, or left again.
+pub(crate) fn admit(
+    counters: &Arc<ForwardCounters>,
+    tunnel: &str,
+    spec: &str,
+) -> Option<ConnectionGuard> {
+    let (guard, event) = match counters.try_open() {
+        Ok((guard, event)) => (Some(guard), event),
+        Err(event) => (None, event),
+    };
+    let limit = counters.limit();
     match event {
         LimitEvent::None => {}
         LimitEvent::Reached => warn!(
@@ -106,6 +116,7 @@ pub(crate) fn log_limit(tunnel: &str, spec: &str, limit: u64, event: LimitEvent)
             "below the connection limit again"
         ),
     }
+    guard
 }
 
 /// `host:port` (IPv6 in brackets) or the socket path.

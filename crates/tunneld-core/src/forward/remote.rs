@@ -139,12 +139,7 @@ pub(crate) fn spawn_incoming(
 ) {
     let shared = Arc::clone(shared);
     let tracker = shared.conn_tracker.clone();
-    let admitted = route.counters.try_open();
-    let event = match &admitted {
-        Ok((_, event)) | Err(event) => *event,
-    };
-    super::log_limit(&shared.tunnel, &route.spec, route.counters.limit(), event);
-    let Ok((guard, _)) = admitted else {
+    let Some(guard) = super::admit(&route.counters, &shared.tunnel, &route.spec) else {
         // Over the forward's limit: the server closes the connection it accepted.
         tracker.spawn(reply.reject(ChannelOpenFailure::ResourceShortage));
         return;
