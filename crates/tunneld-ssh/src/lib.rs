@@ -1,0 +1,12 @@
+//! tunneld's SSH client: the client side of SSH-2, what port forwarding needs, with
+//! per-channel flow control (a channel's receive window reopens only as its reader
+//! drains it).
+//!
+//! Layout:
+//! - `wire`: bounded readers and writers for SSH types.
+//! - `error`: errors by layer.
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod wire;
