@@ -24,3 +24,8 @@ pub enum WireError {
     #[error("a name-list has an empty name")]
     EmptyName,
 }
+
+/// The connection under a layer failed (transport error, disconnect, closed socket).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LinkError(pub String);
