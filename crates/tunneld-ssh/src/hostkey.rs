@@ -396,6 +396,45 @@ mod tests {
 
     const HASH: &[u8] = b"an exchange hash: 32 bytes long.";
 
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn ed25519_known_answers_from_rfc_8032() {
+        // RFC 8032 §7.1, TEST 1 (empty message) and TEST 2 (one byte, 0x72).
+        let cases = [
+            (
+                "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+                "",
+                "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155\
+                 5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+            ),
+            (
+                "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+                "72",
+                "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da\
+                 085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+            ),
+        ];
+        for (public, message, sig) in cases {
+            let sig = sig.replace(' ', "");
+            let mut blob = Writer::new();
+            blob.string(b"ssh-ed25519").string(&hex(public));
+            let key = decode(blob.as_slice()).unwrap();
+            let mut sig_blob = Writer::new();
+            sig_blob.string(b"ssh-ed25519").string(&hex(&sig));
+            verify(&key, "ssh-ed25519", &hex(message), sig_blob.as_slice()).unwrap();
+            assert!(matches!(
+                verify(&key, "ssh-ed25519", b"x", sig_blob.as_slice()),
+                Err(HostKeyError::BadSignature)
+            ));
+        }
+    }
+
     #[test]
     fn the_published_list_matches_the_table() {
         let names: Vec<&str> = ALGORITHMS.iter().map(|a| a.name).collect();
