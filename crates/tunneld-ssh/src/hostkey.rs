@@ -607,6 +607,41 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_with_bytes_hidden_in_a_field_is_refused() {
+        // ssh-key's certificate decoder ignores bytes after the CA key inside its string;
+        // the re-encoding check catches them.
+        let files = KeyFiles::new(&[KeyType::Ed25519]);
+        let blob = files.host_certificate_blob(KeyType::Ed25519);
+        let mut r = Reader::new(&blob);
+        r.string().unwrap(); // type
+        r.string().unwrap(); // nonce
+        r.string().unwrap(); // the ed25519 key
+        r.u64().unwrap(); // serial
+        r.u32().unwrap(); // type
+        for _ in 0..2 {
+            r.string().unwrap(); // key id, principals
+        }
+        r.u64().unwrap();
+        r.u64().unwrap();
+        for _ in 0..3 {
+            r.string().unwrap(); // critical options, extensions, reserved
+        }
+        let head = &blob[..blob.len() - r.rest().len()];
+        let ca_key = r.string().unwrap();
+        let ca_signature = r.string().unwrap();
+        r.finish().unwrap();
+        let mut padded = Writer::new();
+        padded
+            .raw(head)
+            .string(&[ca_key, &[0u8][..]].concat())
+            .string(ca_signature);
+        assert_eq!(
+            decode(padded.as_slice()).unwrap_err().to_string(),
+            "malformed host key: the blob is not in canonical form"
+        );
+    }
+
+    #[test]
     fn unsupported_and_oversized_blobs_are_refused() {
         let mut dss = Writer::new();
         dss.string(b"ssh-dss").string(&[1; 20]);
