@@ -76,12 +76,16 @@ impl HostKey {
 /// The key types we accept, for host keys and user keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum KeyKind {
+    /// ssh-ed25519 (RFC 8709).
     Ed25519,
+    /// ecdsa-sha2-nistp256/384/521 (RFC 5656).
     Ecdsa(EcdsaCurve),
+    /// ssh-rsa keys, signing with rsa-sha2-256/512 (RFC 8332).
     Rsa,
 }
 
 impl KeyKind {
+    /// The kind of `key`; `None` for DSA, security keys, certificates and unknown types.
     pub(crate) fn of(key: &KeyData) -> Option<KeyKind> {
         match key {
             KeyData::Ed25519(_) => Some(KeyKind::Ed25519),
