@@ -5,8 +5,10 @@
 //! Layout:
 //! - `wire`: bounded readers and writers for SSH types.
 //! - `error`: errors by layer.
+//! - `negotiate`: KEXINIT and the algorithm choice rules (RFC 4253 §7.1).
 
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub(crate) mod negotiate;
 pub mod wire;
