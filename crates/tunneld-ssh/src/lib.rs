@@ -5,10 +5,12 @@
 //! Layout:
 //! - `wire`: bounded readers and writers for SSH types.
 //! - `error`: errors by layer.
+//! - `kex`: key exchange methods (one file each), the exchange hash and key derivation.
 //! - `negotiate`: KEXINIT and the algorithm choice rules (RFC 4253 §7.1).
 
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub(crate) mod kex;
 pub(crate) mod negotiate;
 pub mod wire;
