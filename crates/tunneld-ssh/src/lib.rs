@@ -7,10 +7,14 @@
 //! - `error`: errors by layer.
 //! - `hostkey`: the server's host key: decoding, fingerprints, signature checks.
 //! - `auth`: user authentication (publickey with keys, certificates and ssh-agent).
+//! - `kex`: key exchange methods (one file each), the exchange hash and key derivation.
+//! - `negotiate`: KEXINIT and the algorithm choice rules (RFC 4253 §7.1).
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod error;
 pub mod hostkey;
+pub(crate) mod kex;
+pub(crate) mod negotiate;
 pub mod wire;
