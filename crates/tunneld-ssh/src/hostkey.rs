@@ -7,7 +7,6 @@
 //! caller's known_hosts policy.
 
 // The crate-internal entry points are called by the transport, which is not in the crate yet.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use signature::Verifier;
 use ssh_key::encoding::Encode;

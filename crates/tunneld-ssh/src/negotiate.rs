@@ -6,7 +6,6 @@
 //! server also lists, and explains a failure with both lists.
 
 // Nothing outside the tests calls in until the transport state machine does.
-#![allow(dead_code)]
 
 use crate::error::WireError;
 use crate::wire::{Reader, Writer};
@@ -166,7 +165,7 @@ fn bounded_name_list(
 
 /// What was agreed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Chosen {
+pub struct Chosen {
     /// The key exchange method.
     pub kex: String,
     /// The host key (signature) algorithm.

@@ -90,7 +90,19 @@ impl<'a> Reader<'a> {
 
     /// A `name-list`: comma-separated US-ASCII names, none empty (RFC 4251 §5).
     pub fn name_list(&mut self) -> Result<Vec<&'a str>, WireError> {
-        let raw = self.string()?;
+        names(self.string()?)
+    }
+
+    /// An `mpint`'s magnitude bytes, as they are on the wire (two's complement, big-endian).
+    pub fn mpint(&mut self) -> Result<&'a [u8], WireError> {
+        self.string()
+    }
+}
+
+/// The names of a `name-list`'s content (without its length): comma-separated US-ASCII
+/// names, none empty (RFC 4251 §5). Also the form of RFC 8308's `server-sig-algs` value.
+pub fn names(raw: &[u8]) -> Result<Vec<&str>, WireError> {
+    {
         if raw.is_empty() {
             return Ok(Vec::new());
         }
@@ -104,11 +116,6 @@ impl<'a> Reader<'a> {
             return Err(WireError::EmptyName);
         }
         Ok(names)
-    }
-
-    /// An `mpint`'s magnitude bytes, as they are on the wire (two's complement, big-endian).
-    pub fn mpint(&mut self) -> Result<&'a [u8], WireError> {
-        self.string()
     }
 }
 

@@ -4,7 +4,6 @@
 //! (RFC 8308 §3.1) allows; never with SHA-1.
 
 // The crate-internal entry points are called by the transport, which is not in the crate yet.
-#![cfg_attr(not(test), allow(dead_code))]
 
 pub mod agent;
 #[cfg(test)]

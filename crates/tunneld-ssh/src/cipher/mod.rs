@@ -62,6 +62,7 @@ pub(crate) struct KeySizes {
 }
 
 /// Every cipher name we implement.
+#[cfg(test)]
 pub(crate) const CIPHERS: &[&str] = &[
     CHACHA20_POLY1305,
     AES128_GCM,

@@ -14,7 +14,6 @@
 //! - `x25519`: the X25519 half that all three share.
 
 // Nothing outside the tests calls in until the transport state machine does.
-#![allow(dead_code)]
 
 mod curve25519;
 mod mlkem768;

@@ -1,0 +1,350 @@
+//! One channel (RFC 4254 §5): the state its handle and the session's driver share, and
+//! the handle itself, an `AsyncRead + AsyncWrite` byte stream.
+//!
+//! Flow control is OpenSSH's: the server may send at most the window we granted; what
+//! it sends waits here until the handle's reader takes it, and only what the reader took
+//! is granted again (WINDOW_ADJUST). A reader that stops therefore stops only its own
+//! channel, and the data buffered for a channel never exceeds its window. In the other
+//! direction the handle's writes wait in a bounded queue until the server's window lets
+//! the driver frame them.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Bytes a channel's handle may queue for sending before its writes wait.
+pub(crate) const SEND_QUEUE_BYTES: usize = 256 * 1024;
+/// An empty receive buffer with more capacity than this is given back.
+const RECV_KEEP_BYTES: usize = 64 * 1024;
+
+/// The session-wide part channels need: the driver's list of channels with work to do.
+pub(crate) struct SessionShared {
+    dirty: Mutex<Dirty>,
+}
+
+#[derive(Default)]
+struct Dirty {
+    ids: Vec<u32>,
+    waker: Option<Waker>,
+}
+
+impl SessionShared {
+    pub(crate) fn new() -> Arc<SessionShared> {
+        Arc::new(SessionShared {
+            dirty: Mutex::new(Dirty::default()),
+        })
+    }
+
+    fn push(&self, id: u32) {
+        let mut dirty = lock(&self.dirty);
+        dirty.ids.push(id);
+        if let Some(w) = dirty.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// The channels that asked for the driver since the last call; registers the
+    /// driver's waker for the next.
+    pub(crate) fn take_dirty(&self, waker: &Waker, into: &mut Vec<u32>) {
+        let mut dirty = lock(&self.dirty);
+        into.append(&mut dirty.ids);
+        match &dirty.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => dirty.waker = Some(waker.clone()),
+        }
+    }
+}
+
+/// Where a channel is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// We sent CHANNEL_OPEN; no answer yet.
+    Opening,
+    /// The server opened it; our application has not accepted or refused it yet.
+    Offered,
+    /// The application accepted it (CONFIRMATION to be sent).
+    Accepted,
+    /// The application refused it (OPEN_FAILURE to be sent).
+    Refused,
+    /// Open in both directions.
+    Open,
+}
+
+/// What the handle and the driver share about one channel.
+pub(crate) struct ChannelState {
+    pub phase: Phase,
+    /// The server's number for this channel.
+    pub remote_id: u32,
+    // Receiving.
+    /// Data received and not yet read; never more than the window we granted.
+    pub recv: BytesMut,
+    /// Bytes the server may still send before our next WINDOW_ADJUST.
+    pub local_window: u32,
+    /// Bytes read by the handle since the last WINDOW_ADJUST.
+    pub consumed: u32,
+    /// The window we grant when nothing is outstanding.
+    pub window_max: u32,
+    /// The largest data packet we take.
+    pub local_max_packet: u32,
+    /// The server sent EOF.
+    pub recv_eof: bool,
+    pub reader: Option<Waker>,
+    // Sending.
+    /// Bytes the server lets us send.
+    pub remote_window: u32,
+    /// The largest data packet the server takes.
+    pub remote_max_packet: u32,
+    /// Written by the handle, not yet framed.
+    pub send: BytesMut,
+    /// The handle shut its writing side down: EOF once `send` is drained.
+    pub send_eof: bool,
+    pub eof_sent: bool,
+    pub writer: Option<Waker>,
+    // Life.
+    /// The handle is gone: CLOSE once `send` is drained.
+    pub dropped: bool,
+    pub close_sent: bool,
+    pub close_received: bool,
+    /// Why the session ended, once it has; every read and write fails with it then.
+    pub gone: Option<Arc<str>>,
+    /// Whether the channel is on the driver's list already.
+    scheduled: bool,
+}
+
+/// One channel's shared state.
+pub(crate) struct ChannelShared {
+    pub id: u32,
+    session: Arc<SessionShared>,
+    state: Mutex<ChannelState>,
+}
+
+impl ChannelShared {
+    pub(crate) fn new(
+        id: u32,
+        session: Arc<SessionShared>,
+        phase: Phase,
+        window_max: u32,
+        local_max_packet: u32,
+    ) -> Arc<ChannelShared> {
+        Arc::new(ChannelShared {
+            id,
+            session,
+            state: Mutex::new(ChannelState {
+                phase,
+                remote_id: 0,
+                recv: BytesMut::new(),
+                local_window: window_max,
+                consumed: 0,
+                window_max,
+                local_max_packet,
+                recv_eof: false,
+                reader: None,
+                remote_window: 0,
+                remote_max_packet: 0,
+                send: BytesMut::new(),
+                send_eof: false,
+                eof_sent: false,
+                writer: None,
+                dropped: false,
+                close_sent: false,
+                close_received: false,
+                gone: None,
+                scheduled: false,
+            }),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ChannelState> {
+        lock(&self.state)
+    }
+
+    /// Puts the channel on the driver's list (once until the driver takes it).
+    pub(crate) fn schedule(&self, state: &mut ChannelState) {
+        if !state.scheduled {
+            state.scheduled = true;
+            self.session.push(self.id);
+        }
+    }
+
+    /// The driver took the channel off its list.
+    pub(crate) fn unschedule(state: &mut ChannelState) {
+        state.scheduled = false;
+    }
+}
+
+impl ChannelState {
+    /// Whether a WINDOW_ADJUST is due (OpenSSH's rule, `channels.c` `channel_check_window`):
+    /// something was read, and either more than three packets' worth is outstanding or
+    /// the window fell below half. Never after a CLOSE either way.
+    pub(crate) fn adjust_due(&self) -> bool {
+        let outstanding = self.window_max.saturating_sub(self.local_window);
+        self.consumed > 0
+            && !self.close_sent
+            && !self.close_received
+            && (outstanding > self.local_max_packet.saturating_mul(3)
+                || self.local_window < self.window_max / 2)
+    }
+
+    /// Wakes whoever waits on the handle.
+    pub(crate) fn wake_all(&mut self) {
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        }
+    }
+
+    fn broken(&self) -> Option<io::Error> {
+        if let Some(reason) = &self.gone {
+            return Some(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                reason.to_string(),
+            ));
+        }
+        if self.close_received {
+            return Some(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the server closed the channel",
+            ));
+        }
+        None
+    }
+}
+
+/// An open channel: a byte stream to wherever the server connected it.
+///
+/// Reading takes what the server sent (end of file after its EOF); writing queues data
+/// for the server (shutdown sends EOF once everything written is framed). Dropping the
+/// handle closes the channel once what was written has been sent.
+pub struct Channel {
+    shared: Arc<ChannelShared>,
+}
+
+impl Channel {
+    pub(crate) fn new(shared: Arc<ChannelShared>) -> Channel {
+        Channel { shared }
+    }
+
+    /// Bytes received and not read yet (never more than the channel's window).
+    pub fn buffered(&self) -> usize {
+        self.shared.lock().recv.len()
+    }
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("id", &self.shared.id)
+            .finish()
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.dropped = true;
+        // Nobody will read what is buffered: let it go now.
+        state.recv = BytesMut::new();
+        self.shared.schedule(&mut state);
+    }
+}
+
+impl AsyncRead for Channel {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        if state.recv.is_empty() {
+            if state.recv_eof || state.close_received {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(e) = state.broken() {
+                return Poll::Ready(Err(e));
+            }
+            state.reader = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let n = state.recv.len().min(buf.remaining());
+        buf.put_slice(&state.recv[..n]);
+        state.recv.advance(n);
+        if state.recv.is_empty() && state.recv.capacity() > RECV_KEEP_BYTES {
+            state.recv = BytesMut::new();
+        }
+        // n is at most the window, a u32.
+        state.consumed = state.consumed.saturating_add(n as u32);
+        if state.adjust_due() {
+            shared.schedule(&mut state);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Channel {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        if let Some(e) = state.broken() {
+            return Poll::Ready(Err(e));
+        }
+        if state.send_eof {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "write after shutdown",
+            )));
+        }
+        let room = SEND_QUEUE_BYTES.saturating_sub(state.send.len());
+        if room == 0 {
+            state.writer = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let n = room.min(buf.len());
+        state.send.extend_from_slice(&buf[..n]);
+        shared.schedule(&mut state);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut state = self.shared.lock();
+        if state.send.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(e) = state.broken() {
+            return Poll::Ready(Err(e));
+        }
+        state.writer = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        if state.eof_sent || state.close_sent {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(e) = state.broken() {
+            return Poll::Ready(Err(e));
+        }
+        if !state.send_eof {
+            state.send_eof = true;
+            shared.schedule(&mut state);
+        }
+        state.writer = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

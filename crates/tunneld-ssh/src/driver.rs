@@ -1,0 +1,288 @@
+//! The tokio task of one session: the socket, the transport and connection state
+//! machines, the channels' requests and the re-key timer, all in one poll loop.
+//!
+//! The loop never waits on a channel's reader or writer: data goes into the channel's
+//! buffer (bounded by its window), and channel data is framed only while the output holds
+//! less than [`OUTPUT_HIGH_WATER_BYTES`], so control messages (window adjusts, heartbeat
+//! replies) never wait behind more than that much of it.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{mpsc, watch};
+use tracing::debug;
+
+use crate::channel::SessionShared;
+use crate::connection::{Connection, GlobalWaiter, OpenKind, OpenReply};
+use crate::transport::{Transport, TransportError, reason};
+
+/// Channel data framed ahead of the socket at most; see the module docs.
+pub(crate) const OUTPUT_HIGH_WATER_BYTES: usize = 256 * 1024;
+
+/// What a [`crate::Session`] handle asks of its driver.
+pub(crate) enum Command {
+    Open {
+        kind: OpenKind,
+        reply: OpenReply,
+    },
+    Global {
+        name: &'static str,
+        body: Vec<u8>,
+        reply: GlobalWaiter,
+    },
+    /// Say goodbye, then stop.
+    Disconnect {
+        description: String,
+    },
+    /// Stop at once (the peer is dead).
+    Kill,
+    /// A re-exchange now.
+    Rekey,
+}
+
+/// Runs a session until it ends; publishes why on `end`.
+pub(crate) async fn run<S>(
+    stream: S,
+    transport: Transport,
+    connection: Connection,
+    session: Arc<SessionShared>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    pending: VecDeque<Vec<u8>>,
+    end: watch::Sender<Option<Arc<str>>>,
+    kex_count: Arc<AtomicU64>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut driver = Driver {
+        stream,
+        transport,
+        connection,
+        session,
+        commands,
+        dirty: Vec::new(),
+        closing: false,
+        timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+        timer_at: None,
+        kex_seen: 0,
+        kex_count,
+    };
+    let result = match driver.early(pending) {
+        Ok(()) => poll_fn(|cx| driver.poll(cx)).await,
+        Err(e) => Err(e),
+    };
+    let why: Arc<str> = match result {
+        Ok(text) => text.into(),
+        Err(e) => e.to_string().into(),
+    };
+    debug!(reason = %why, "session ended");
+    driver.connection.end(&why);
+    end.send_replace(Some(why));
+}
+
+struct Driver<S> {
+    stream: S,
+    transport: Transport,
+    connection: Connection,
+    session: Arc<SessionShared>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    dirty: Vec<u32>,
+    /// DISCONNECT is queued: stop once it is written.
+    closing: bool,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    timer_at: Option<Instant>,
+    kex_seen: u64,
+    /// Key exchanges so far, for [`crate::Session::kex_count`].
+    kex_count: Arc<AtomicU64>,
+}
+
+/// How a session ended, when it ended well.
+type Ended = Result<String, TransportError>;
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
+    /// Messages that arrived with the end of authentication.
+    fn early(&mut self, pending: VecDeque<Vec<u8>>) -> Result<(), TransportError> {
+        self.kex_seen = self.transport.kex_count();
+        self.kex_count.store(self.kex_seen, Ordering::Relaxed);
+        self.transport.kex_completed_at(Instant::now());
+        for payload in pending {
+            self.connection.handle(&payload)?;
+        }
+        self.connection.flush(&mut self.transport)
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+        match self.turn(cx) {
+            Ok(Some(text)) => Poll::Ready(Ok(text)),
+            Ok(None) => Poll::Pending,
+            Err(e) => {
+                // Tell the server why, if the socket still takes it.
+                let code = match &e {
+                    TransportError::Packet(_) => reason::MAC_ERROR,
+                    _ => reason::PROTOCOL_ERROR,
+                };
+                if !matches!(
+                    e,
+                    TransportError::Disconnected { .. } | TransportError::Lost(_)
+                ) {
+                    self.transport.disconnect(code, &e.to_string());
+                    let _ = Pin::new(&mut self.stream).poll_write(cx, self.transport.output());
+                }
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+
+    /// One pass until nothing moves; `Some` when the session is over.
+    fn turn(&mut self, cx: &mut Context<'_>) -> Result<Option<String>, TransportError> {
+        loop {
+            let mut moved = false;
+            if !self.closing {
+                while let Poll::Ready(command) = self.commands.poll_recv(cx) {
+                    moved = true;
+                    match command {
+                        Some(c) => {
+                            if let Some(done) = self.command(c)? {
+                                return Ok(Some(done));
+                            }
+                        }
+                        None => {
+                            self.goodbye("the client closed the session");
+                            break;
+                        }
+                    }
+                    if self.closing {
+                        break;
+                    }
+                }
+            }
+            self.session.take_dirty(cx.waker(), &mut self.dirty);
+            for id in std::mem::take(&mut self.dirty) {
+                moved = true;
+                self.connection.service(id, &mut self.transport)?;
+            }
+            if !self.closing {
+                moved |= self.read(cx)?;
+            }
+            self.connection
+                .pump(&mut self.transport, OUTPUT_HIGH_WATER_BYTES)?;
+            moved |= self.write(cx)?;
+            if self.closing && self.transport.output_len() == 0 {
+                return Ok(Some("disconnected".into()));
+            }
+            moved |= self.timers(cx);
+            if !moved {
+                if !self.connection.has_sendable() {
+                    self.transport.trim();
+                }
+                return Ok(None);
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) -> Result<Option<String>, TransportError> {
+        match command {
+            Command::Open { kind, reply } => {
+                self.connection.open(&kind, reply, &mut self.transport)?;
+            }
+            Command::Global { name, body, reply } => {
+                self.connection
+                    .global(name, &body, reply, &mut self.transport)?;
+            }
+            Command::Disconnect { description } => self.goodbye(&description),
+            Command::Kill => return Ok(Some("session cut".into())),
+            Command::Rekey => self.transport.rekey(),
+        }
+        Ok(None)
+    }
+
+    fn goodbye(&mut self, description: &str) {
+        self.transport
+            .disconnect(reason::BY_APPLICATION, description);
+        self.closing = true;
+    }
+
+    /// Reads what the socket has and handles every whole message in it.
+    fn read(&mut self, cx: &mut Context<'_>) -> Result<bool, TransportError> {
+        let Driver {
+            stream, transport, ..
+        } = self;
+        let mut buf = ReadBuf::new(transport.read_buf());
+        match Pin::new(stream).poll_read(cx, &mut buf) {
+            Poll::Pending => return Ok(false),
+            Poll::Ready(Err(e)) => {
+                return Err(TransportError::Lost(format!("connection lost: {e}")));
+            }
+            Poll::Ready(Ok(())) => {}
+        }
+        let n = buf.filled().len();
+        if n == 0 {
+            return Err(TransportError::Lost(
+                "connection closed by the server or the network".into(),
+            ));
+        }
+        transport.filled(n);
+        while let Some(range) = self.transport.poll()? {
+            let handled = self.connection.handle(self.transport.message(range));
+            self.transport.done();
+            handled?;
+            self.connection.flush(&mut self.transport)?;
+        }
+        if self.transport.kex_count() != self.kex_seen {
+            self.kex_seen = self.transport.kex_count();
+            self.transport.kex_completed_at(Instant::now());
+            self.kex_count.store(self.kex_seen, Ordering::Relaxed);
+            debug!(count = self.kex_seen, "keys re-exchanged");
+        }
+        Ok(true)
+    }
+
+    /// Writes what the output holds, framing more channel data as room appears.
+    fn write(&mut self, cx: &mut Context<'_>) -> Result<bool, TransportError> {
+        let mut moved = false;
+        while self.transport.output_len() > 0 {
+            match Pin::new(&mut self.stream).poll_write(cx, self.transport.output()) {
+                Poll::Pending => break,
+                Poll::Ready(Err(e)) => {
+                    return Err(TransportError::Lost(format!("connection lost: {e}")));
+                }
+                Poll::Ready(Ok(0)) => {
+                    return Err(TransportError::Lost("connection closed".into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.transport.written(n);
+                    moved = true;
+                    self.connection
+                        .pump(&mut self.transport, OUTPUT_HIGH_WATER_BYTES)?;
+                }
+            }
+        }
+        if moved {
+            // Streams that buffer (a channel through a jump host) need a flush.
+            let _ = Pin::new(&mut self.stream).poll_flush(cx);
+        }
+        Ok(moved)
+    }
+
+    /// The re-key timer; true when it fired.
+    fn timers(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(at) = self.transport.next_timeout() else {
+            return false;
+        };
+        if self.timer_at != Some(at) {
+            self.timer_at = Some(at);
+            self.timer.as_mut().reset(at.into());
+        }
+        if self.timer.as_mut().poll(cx).is_ready() {
+            self.transport.handle_timeout(Instant::now());
+            self.timer_at = None;
+            return true;
+        }
+        false
+    }
+}
