@@ -28,4 +28,4 @@ pub mod sshd;
 pub use procs::die_with_this_process;
 pub use proxy::{Fault, FaultProxy};
 pub use servers::{EchoServer, HttpServer, SourceServer, UnixEchoServer};
-pub use sshd::{Sshd, SshdOptions};
+pub use sshd::{HostKeyType, Sshd, SshdOptions};
