@@ -4,6 +4,8 @@
 //! Layout:
 //! - [`sshd`]: a private `sshd` on an ephemeral loopback port, with generated host and
 //!   client keys, its log, and fault injection (kill sessions, crash, restart).
+//! - [`dropbear`]: a private Dropbear server (a second SSH implementation) like `sshd`.
+//! - [`modern_sshd`]: OpenSSH ≥ 9.9 (mlkem kex) from a Debian trixie root, via chroot.
 //! - [`build`]: the release `tunneld` binary, for the bench and the soak.
 //! - [`keys`]: `ssh-keygen` wrappers.
 //! - [`servers`]: TCP and Unix echo servers, a minimal HTTP server, a byte source.
@@ -17,7 +19,9 @@
 //! message naming what it waited for. Everything binds to loopback addresses only.
 
 pub mod build;
+pub mod dropbear;
 pub mod keys;
+pub mod modern_sshd;
 pub mod net;
 mod procs;
 pub mod proxy;
@@ -25,7 +29,9 @@ pub mod servers;
 pub mod socks;
 pub mod sshd;
 
+pub use dropbear::{Dropbear, DropbearOptions};
+pub use modern_sshd::ModernSshd;
 pub use procs::die_with_this_process;
 pub use proxy::{Fault, FaultProxy};
 pub use servers::{EchoServer, HttpServer, SourceServer, UnixEchoServer};
-pub use sshd::{Sshd, SshdOptions};
+pub use sshd::{HostKeyType, Sshd, SshdOptions};
