@@ -33,5 +33,5 @@ pub use dropbear::{Dropbear, DropbearOptions};
 pub use modern_sshd::ModernSshd;
 pub use procs::die_with_this_process;
 pub use proxy::{Fault, FaultProxy};
-pub use servers::{EchoServer, HttpServer, SourceServer, UnixEchoServer};
+pub use servers::{DownloadServer, EchoServer, HttpServer, SourceServer, UnixEchoServer};
 pub use sshd::{HostKeyType, Sshd, SshdOptions};

@@ -340,6 +340,62 @@ impl SourceServer {
     }
 }
 
+/// Serves the same `len` pseudo-random bytes (seed `seed`, see
+/// [`crate::net::random_bytes`]) to every client, then closes its side: a download that
+/// ends, for tests that check every byte arrives.
+pub struct DownloadServer {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    data: Arc<Vec<u8>>,
+    _running: Running,
+}
+
+impl DownloadServer {
+    /// Starts on `127.0.0.1:0`.
+    ///
+    /// # Errors
+    /// The bind fails.
+    pub async fn start(len: usize, seed: u64) -> io::Result<Self> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let connections = Arc::new(AtomicUsize::new(0));
+        let data = Arc::new(crate::net::random_bytes(len, seed));
+        let served = Arc::clone(&data);
+        let running = spawn_accept_loop(listener, connections.clone(), move |mut stream| {
+            let data = Arc::clone(&served);
+            async move {
+                if stream.write_all(&data).await.is_ok() {
+                    let _ = stream.shutdown().await;
+                }
+            }
+        });
+        Ok(Self {
+            addr,
+            connections,
+            data,
+            _running: running,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// What every client gets.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

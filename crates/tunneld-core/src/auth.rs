@@ -1,16 +1,11 @@
-//! Client authentication: identity files (with OpenSSH's permission rule) and ssh-agent.
+//! Client credentials: identity files (with OpenSSH's permission rule) with their
+//! certificates, and the keys of an ssh-agent.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use russh::client::{AuthResult, Handle};
-use russh::keys::agent::AgentIdentity;
-use russh::keys::agent::client::AgentClient;
-use russh::keys::{Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
-use tracing::debug;
-
-use crate::session::ClientHandler;
+use ssh_key::{Certificate, PrivateKey, PublicKey};
+use tunneld_ssh::Credential;
 
 /// An identity file read from disk.
 pub(crate) enum Identity {
@@ -24,8 +19,8 @@ pub(crate) enum Identity {
 /// or when it is a symbolic link of another user's.
 ///
 /// # Errors
-/// A message naming the file and what to do: missing, too open, unreadable format,
-/// or encrypted without a public half to find in the agent.
+/// A message naming the file and what to do: missing, too open, or not an OpenSSH
+/// private key.
 pub(crate) fn load_identity(path: &Path) -> Result<Identity, String> {
     crate::safe_fs::check_link(path, "identity file")?;
     let meta =
@@ -43,32 +38,13 @@ pub(crate) fn load_identity(path: &Path) -> Result<Identity, String> {
     }
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("identity file {}: {e}", path.display()))?;
-    match russh::keys::decode_secret_key(&text, None) {
-        Ok(key) => Ok(Identity::Key(Box::new(key))),
-        Err(russh::keys::Error::KeyIsEncrypted) => encrypted_public_half(path, &text)
-            .map(Identity::Encrypted)
-            .ok_or_else(|| {
-                format!(
-                    "identity file {} is encrypted and its public key ({}.pub) is missing",
-                    path.display(),
-                    path.display()
-                )
-            }),
-        Err(e) => Err(format!(
-            "identity file {}: cannot read key: {e}",
-            path.display()
-        )),
+    let key = PrivateKey::from_openssh(&text)
+        .map_err(|e| format!("identity file {}: cannot read key: {e}", path.display()))?;
+    if !key.is_encrypted() {
+        return Ok(Identity::Key(Box::new(key)));
     }
-}
-
-fn encrypted_public_half(path: &Path, text: &str) -> Option<PublicKey> {
-    if let Ok(k) = PrivateKey::from_openssh(text) {
-        return Some(k.public_key().clone());
-    }
-    let mut pub_path = path.as_os_str().to_owned();
-    pub_path.push(".pub");
-    let pub_text = std::fs::read_to_string(PathBuf::from(pub_path)).ok()?;
-    PublicKey::from_openssh(pub_text.trim()).ok()
+    // OpenSSH's format keeps the public half in the clear, even for an encrypted key.
+    Ok(Identity::Encrypted(key.public_key().clone()))
 }
 
 /// The identity files OpenSSH tries when none is configured, those that exist.
@@ -81,14 +57,6 @@ pub(crate) fn default_identities() -> Vec<PathBuf> {
         .map(|n| Path::new(&home).join(".ssh").join(n))
         .filter(|p| p.exists())
         .collect()
-}
-
-fn hash_for(key: &PublicKey, rsa_hash: Option<HashAlg>) -> Option<HashAlg> {
-    if key.algorithm().is_rsa() {
-        rsa_hash
-    } else {
-        None
-    }
 }
 
 /// Reads the configured certificate files; a file that cannot be used becomes a note.
@@ -109,8 +77,8 @@ fn load_certificates(files: &[PathBuf], notes: &mut Vec<String>) -> Vec<(PathBuf
         .collect()
 }
 
-/// The certificates for `key`: configured ones that certify it, and `IDENTITY-cert.pub`
-/// beside its file, as OpenSSH finds it.
+/// The certificates for the key of `identity`: configured ones that certify it, and
+/// `IDENTITY-cert.pub` beside its file, as OpenSSH finds it.
 fn certificates_for(
     identity: &Path,
     key: &PublicKey,
@@ -134,51 +102,35 @@ fn certificates_for(
     out
 }
 
-/// Authenticates with the configured identity files (each with its certificates first),
-/// then with the agent's keys.
-///
-/// # Errors
-/// A message listing what was offered and why other identities could not be used.
-pub(crate) async fn authenticate(
-    handle: &mut Handle<ClientHandler>,
-    user: &str,
+/// What to offer the server, in order, and why other identities could not be used.
+pub(crate) struct Credentials {
+    pub list: Vec<Credential>,
+    pub notes: Vec<String>,
+}
+
+/// The credentials to try: each configured identity file (its certificates first), then
+/// the agent's other keys. An encrypted identity file is used through the agent when the
+/// agent holds it.
+pub(crate) async fn credentials(
     identity_files: &[PathBuf],
     certificate_files: &[PathBuf],
-) -> Result<(), String> {
-    // RSA keys must sign with rsa-sha2-256/512: OpenSSH 8.8+ refuses SHA-1 `ssh-rsa`.
-    let rsa_hash = handle
-        .best_supported_rsa_hash()
-        .await
-        .map_err(|e| format!("ssh: {e}"))?
-        .flatten()
-        .or(Some(HashAlg::Sha256));
+) -> Credentials {
     let mut notes: Vec<String> = Vec::new();
-    let mut offered: Vec<String> = Vec::new();
-
-    let mut agent = match std::env::var_os("SSH_AUTH_SOCK") {
-        Some(_) => match AgentClient::connect_env().await {
-            Ok(a) => Some(a),
+    let mut list: Vec<Credential> = Vec::new();
+    let mut agent_keys: Vec<Credential> = match std::env::var_os("SSH_AUTH_SOCK") {
+        Some(socket) => match tunneld_ssh::auth::agent::identities(Path::new(&socket)).await {
+            Ok(keys) => keys,
             Err(e) => {
                 notes.push(format!("ssh-agent at $SSH_AUTH_SOCK: {e}"));
-                None
+                Vec::new()
             }
         },
-        None => None,
-    };
-    let mut agent_keys: Vec<PublicKey> = match agent.as_mut() {
-        Some(a) => a
-            .request_identities()
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|id| match id {
-                AgentIdentity::PublicKey { key, .. } => Some(key),
-                AgentIdentity::Certificate { .. } => None,
-            })
-            .collect(),
         None => Vec::new(),
     };
-
+    let agent_blob = |c: &Credential| match c {
+        Credential::Agent { blob, .. } => Some(blob.clone()),
+        Credential::Key { .. } => None,
+    };
     let certificates = load_certificates(certificate_files, &mut notes);
     let files = if identity_files.is_empty() {
         default_identities()
@@ -186,83 +138,57 @@ pub(crate) async fn authenticate(
         identity_files.to_vec()
     };
     for path in &files {
+        let label = path.display().to_string();
         match load_identity(path) {
             Ok(Identity::Key(key)) => {
                 let public = key.public_key().clone();
-                agent_keys.retain(|k| k.key_data() != public.key_data());
-                let key = Arc::new(*key);
-                for (cert_path, cert) in certificates_for(path, &public, &certificates) {
-                    offered.push(format!(
-                        "{} with certificate {}",
-                        path.display(),
-                        cert_path.display()
-                    ));
-                    match handle
-                        .authenticate_openssh_cert(user, Arc::clone(&key), cert)
-                        .await
-                    {
-                        Ok(AuthResult::Success) => return Ok(()),
-                        Ok(AuthResult::Failure { .. }) => {
-                            debug!(certificate = %cert_path.display(), "certificate refused");
-                        }
-                        Err(e) => return Err(format!("ssh: {e}")),
-                    }
+                let blob = public.to_bytes().unwrap_or_default();
+                agent_keys.retain(|k| agent_blob(k).as_deref() != Some(blob.as_slice()));
+                let key = std::sync::Arc::new(*key);
+                for (_, cert) in certificates_for(path, &public, &certificates) {
+                    list.push(Credential::Key {
+                        key: std::sync::Arc::clone(&key),
+                        certificate: Some(cert),
+                        label: label.clone(),
+                    });
                 }
-                offered.push(path.display().to_string());
-                let hash = hash_for(&public, rsa_hash);
-                let key = PrivateKeyWithHashAlg::new(key, hash);
-                match handle.authenticate_publickey(user, key).await {
-                    Ok(AuthResult::Success) => return Ok(()),
-                    Ok(AuthResult::Failure { .. }) => debug!(key = %path.display(), "key refused"),
-                    Err(e) => return Err(format!("ssh: {e}")),
-                }
+                list.push(Credential::Key {
+                    key,
+                    certificate: None,
+                    label,
+                });
             }
             Ok(Identity::Encrypted(public)) => {
-                let in_agent = agent_keys.iter().any(|k| k.key_data() == public.key_data());
-                match agent.as_mut() {
-                    Some(a) if in_agent => {
-                        agent_keys.retain(|k| k.key_data() != public.key_data());
-                        offered.push(format!("{} (via ssh-agent)", path.display()));
-                        let hash = hash_for(&public, rsa_hash);
-                        match handle
-                            .authenticate_publickey_with(user, public, hash, a)
-                            .await
-                        {
-                            Ok(AuthResult::Success) => return Ok(()),
-                            Ok(AuthResult::Failure { .. }) => {}
-                            Err(e) => notes.push(format!("ssh-agent: {e}")),
-                        }
-                    }
-                    _ => notes.push(format!(
-                        "identity file {} is encrypted: load it into ssh-agent (ssh-add {}) and \
-                         set SSH_AUTH_SOCK for tunneld, or use a key without a passphrase",
-                        path.display(),
-                        path.display()
+                let blob = public.to_bytes().unwrap_or_default();
+                let at = agent_keys
+                    .iter()
+                    .position(|k| agent_blob(k).as_deref() == Some(blob.as_slice()));
+                match at {
+                    Some(i) => list.push(agent_keys.remove(i)),
+                    None => notes.push(format!(
+                        "identity file {label} is encrypted: load it into ssh-agent (ssh-add \
+                         {label}) and set SSH_AUTH_SOCK for tunneld, or use a key without a \
+                         passphrase"
                     )),
                 }
             }
             Err(note) => notes.push(note),
         }
     }
-    if let Some(a) = agent.as_mut() {
-        for key in agent_keys {
-            offered.push(format!("agent key {}", key.fingerprint(HashAlg::Sha256)));
-            let hash = hash_for(&key, rsa_hash);
-            match handle.authenticate_publickey_with(user, key, hash, a).await {
-                Ok(AuthResult::Success) => return Ok(()),
-                Ok(AuthResult::Failure { .. }) => {}
-                Err(e) => notes.push(format!("ssh-agent: {e}")),
-            }
-        }
-    }
-    let mut reason = if offered.is_empty() {
+    list.extend(agent_keys);
+    Credentials { list, notes }
+}
+
+/// The reason text of a failed authentication: the server's answer and our notes.
+pub(crate) fn failure(error: &tunneld_ssh::auth::AuthError, credentials: &Credentials) -> String {
+    let mut reason = if credentials.list.is_empty() {
         "no usable key (set identity_file, or run an ssh-agent)".to_string()
     } else {
-        format!("server refused {}", offered.join(", "))
+        error.to_string()
     };
-    for note in notes {
+    for note in &credentials.notes {
         reason.push_str("; ");
-        reason.push_str(&note);
+        reason.push_str(note);
     }
-    Err(reason)
+    reason
 }

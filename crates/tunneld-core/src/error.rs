@@ -51,7 +51,7 @@ pub enum TunnelError {
     },
     /// The SSH protocol failed (handshake, transport, disconnect by the server).
     #[error("ssh: {0}")]
-    Ssh(#[from] russh::Error),
+    Ssh(String),
 }
 
 impl TunnelError {
@@ -59,12 +59,4 @@ impl TunnelError {
     pub fn needs_operator(&self) -> bool {
         matches!(self, TunnelError::HostKey { .. } | TunnelError::Auth { .. })
     }
-}
-
-/// The error type of our russh client handler.
-#[derive(Debug, thiserror::Error)]
-pub enum HandlerError {
-    /// Transport or protocol error from russh.
-    #[error(transparent)]
-    Ssh(#[from] russh::Error),
 }

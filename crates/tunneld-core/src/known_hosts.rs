@@ -1,20 +1,19 @@
 //! known_hosts lookup with OpenSSH's rules: plain and hashed names, `[host]:port`,
 //! patterns with `*`/`?` and `!` negation, and `@revoked` keys.
 //!
-//! russh's own checker misses `@revoked`, patterns and negation, and stops at the first
-//! same-type mismatch even when a later line matches, so the matching is ours; parsing of
-//! each line is `ssh_key::known_hosts`. [`HostLine`] is one line, parsed and matched on
+//! The matching is ours (OpenSSH's rules: every line is considered, a later line may
+//! match where an earlier one did not); parsing of each line is `ssh_key::known_hosts`. [`HostLine`] is one line, parsed and matched on
 //! its own.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
-use russh::keys::ssh_key::known_hosts::{Entry, HostPatterns, KnownHosts};
-use russh::keys::{Algorithm, PublicKey};
 use sha1::Sha1;
+use ssh_key::known_hosts::{Entry, HostPatterns, KnownHosts};
+use ssh_key::{Algorithm, PublicKey};
 
-pub use russh::keys::ssh_key::known_hosts::Marker;
+pub use ssh_key::known_hosts::Marker;
 
 /// What the known_hosts files say about a server's key.
 #[derive(Debug, Clone, PartialEq, Eq)]

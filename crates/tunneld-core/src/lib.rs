@@ -1,14 +1,14 @@
-//! tunneld's engine: each configured tunnel is one supervised SSH session (russh) to a
+//! tunneld's engine: each configured tunnel is one supervised SSH session (tunneld-ssh) to a
 //! stock OpenSSH server, carrying `-L`, `-R` and `-D` forwards.
 //!
 //! Layout:
 //! - [`Daemon`] (this file): starts one supervisor per tunnel, reads their state, stops them.
 //! - `tunnel`: a tunnel's supervisor: listeners, connect, remote forwards, backoff.
-//! - `session`: handshake, host key check, the russh handler routing `-R` channels.
+//! - `session`: handshake, host key check, jump hosts, routing of `-R` channels.
 //! - `auth`: identity files and ssh-agent.
 //! - [`known_hosts`]: OpenSSH's known_hosts rules (hashed names, patterns, `@revoked`).
 //! - `forward`: local listeners, `-L`, `-R` and `-D` connections.
-//! - `pump`: moving bytes between a socket and a channel without stalling the session.
+//! - `pump`: moving bytes between a socket and a channel.
 //! - [`socks`]: SOCKS4/4a/5 server side.
 //! - [`backoff`]: the reconnect schedule.
 //! - [`status`]: what tunnels publish about themselves.
@@ -42,7 +42,6 @@ use tokio_util::task::TaskTracker;
 use tunneld_config::{Config, Diff, TunnelConfig};
 
 pub use error::TunnelError;
-pub use pump::STALLED_READER_TIMEOUT;
 pub use status::{
     ForwardCounters, ForwardKind, ForwardState, ForwardStatus, TunnelState, TunnelStatus,
 };

@@ -164,17 +164,12 @@ impl Tunnel {
             cancel,
             tracker: self.tracker.clone(),
             wait_for_session: self.cfg.connect_timeout,
-            stall: self.stall(),
         }
     }
 
     /// Heartbeats declare the session dead after this much silence.
     fn heartbeat_window(&self) -> Duration {
         self.cfg.server_alive_interval * self.cfg.server_alive_count_max.max(1)
-    }
-
-    fn stall(&self) -> Duration {
-        crate::pump::stall_timeout(self.heartbeat_window())
     }
 }
 
@@ -403,7 +398,6 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
             conn_cancel: t.cancel.child_token(),
             conn_tracker: t.tracker.clone(),
             connect_timeout: t.cfg.connect_timeout,
-            stall: t.stall(),
             kill: CancellationToken::new(),
             server_version: Mutex::default(),
             end_reason: Mutex::default(),
@@ -442,7 +436,7 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
                     shared.kill.cancel();
                     return;
                 };
-                // Whatever ended it, make sure russh lets go of the socket.
+                // Whatever ended it, make sure the session lets go of the socket.
                 shared.kill.cancel();
                 if up_at.elapsed() >= t.cfg.stable_after {
                     schedule.reset();
@@ -525,7 +519,7 @@ async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String
         }),
     };
     if end.is_some() {
-        // Cut it now: on a silent path russh would wait for TCP to give up.
+        // Cut it now: on a silent path the socket would wait for TCP to give up.
         session.shared.kill.cancel();
     }
     end
@@ -549,7 +543,7 @@ async fn keep_remote(t: &Tunnel, session: &Session, fwd: &RemoteForward, stop: &
                 t.set_forward(kind, &fwd.spec, ForwardState::Active, None, Some(bound));
                 break port;
             }
-            Err(russh::Error::RequestDenied) => {
+            Err(tunneld_ssh::RequestError::Refused) => {
                 let delay = schedule.next_delay();
                 let msg = format!("server refused to listen for {}", fwd.spec);
                 warn!(tunnel = %t.name, forward = %fwd.spec, retry_in = ?delay, hint = remote::STALE_PORT_HINT, "{msg}");
@@ -615,16 +609,12 @@ async fn goodbye(t: &Tunnel, session: &Session) {
     // disconnect() only queues the message: wait until the session task has sent it and
     // ended, so the server logs a clean disconnect rather than a dropped connection.
     let _ = tokio::time::timeout(GOODBYE_TIMEOUT, async {
-        let _ = session
-            .handle
-            .disconnect(russh::Disconnect::ByApplication, "tunneld stopping", "")
-            .await;
+        session.ssh.disconnect("tunneld stopping");
         session.shared.closed.cancelled().await;
         // Then the jump hosts, the nearest to the server first.
         for hop in session.hops.iter().rev() {
-            let _ = hop
-                .disconnect(russh::Disconnect::ByApplication, "tunneld stopping", "")
-                .await;
+            hop.disconnect("tunneld stopping");
+            hop.closed().await;
         }
     })
     .await;

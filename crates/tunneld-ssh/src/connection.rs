@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Buf;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::{debug, trace, warn};
 
 use crate::channel::{Channel, ChannelShared, Phase, SessionShared};
 use crate::error::WireError;
@@ -310,6 +310,7 @@ impl Connection {
         if let Some(entry) = self.channels.get_mut(&shared.id) {
             entry.opening = Some(reply);
         }
+        trace!(channel = shared.id, ?kind, "opening a channel");
         self.outbox.push(w.into_vec());
         self.flush(t)
     }
@@ -322,6 +323,7 @@ impl Connection {
         reply: GlobalWaiter,
         t: &mut Transport,
     ) -> Result<(), TransportError> {
+        trace!(request = name, "global request");
         let mut w = Writer::message(msg::GLOBAL_REQUEST);
         w.string(name.as_bytes()).bool(reply.is_some()).raw(body);
         if reply.is_some() {
@@ -356,6 +358,9 @@ impl Connection {
     }
 
     fn dispatch(&mut self, number: u8, r: &mut Reader<'_>) -> Result<(), Handled> {
+        if number != msg::CHANNEL_DATA && number != msg::CHANNEL_WINDOW_ADJUST {
+            trace!(message = message_name(number), "connection message");
+        }
         match number {
             msg::CHANNEL_DATA => {
                 let id = r.u32()?;

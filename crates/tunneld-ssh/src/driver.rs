@@ -46,19 +46,36 @@ pub(crate) enum Command {
     Rekey,
 }
 
+/// What a session's driver starts from, once authentication is done.
+pub(crate) struct Start<S> {
+    pub stream: S,
+    pub transport: Transport,
+    pub connection: Connection,
+    pub session: Arc<SessionShared>,
+    pub commands: mpsc::UnboundedReceiver<Command>,
+    /// Messages that arrived with the end of authentication, not handled yet.
+    pub pending: VecDeque<Vec<u8>>,
+    /// Where the session's end is published.
+    pub end: watch::Sender<Option<Arc<str>>>,
+    /// Key exchanges so far, for [`crate::Session::kex_count`].
+    pub kex_count: Arc<AtomicU64>,
+}
+
 /// Runs a session until it ends; publishes why on `end`.
-pub(crate) async fn run<S>(
-    stream: S,
-    transport: Transport,
-    connection: Connection,
-    session: Arc<SessionShared>,
-    commands: mpsc::UnboundedReceiver<Command>,
-    pending: VecDeque<Vec<u8>>,
-    end: watch::Sender<Option<Arc<str>>>,
-    kex_count: Arc<AtomicU64>,
-) where
+pub(crate) async fn run<S>(start: Start<S>)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    let Start {
+        stream,
+        transport,
+        connection,
+        session,
+        commands,
+        pending,
+        end,
+        kex_count,
+    } = start;
     let mut driver = Driver {
         stream,
         transport,

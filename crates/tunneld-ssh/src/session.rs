@@ -140,16 +140,16 @@ where
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (end_tx, end) = watch::channel(None);
     let kex_count = Arc::new(AtomicU64::new(0));
-    tokio::spawn(driver::run(
+    tokio::spawn(driver::run(driver::Start {
         stream,
         transport,
         connection,
-        shared,
-        commands_rx,
+        session: shared,
+        commands: commands_rx,
         pending,
-        end_tx,
-        Arc::clone(&kex_count),
-    ));
+        end: end_tx,
+        kex_count: Arc::clone(&kex_count),
+    }));
     Ok((
         Session {
             commands,

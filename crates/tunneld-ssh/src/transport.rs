@@ -13,6 +13,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
+use tracing::{debug, trace};
 use zeroize::Zeroizing;
 
 use crate::cipher::{self, DirectionKeys};
@@ -435,6 +436,7 @@ impl Transport {
     fn send_kexinit(&mut self) {
         let parsed = self.our_kexinit();
         let ours = parsed.encode();
+        trace!(rekey = self.session_id.is_some(), "sending KEXINIT");
         self.outgoing.packet(|b| b.extend_from_slice(&ours));
         self.kex = Kex::Sent { ours, parsed };
     }
@@ -459,6 +461,7 @@ impl Transport {
             let Some(number) = number else {
                 return Err(TransportError::Protocol("empty message".into()));
             };
+            trace!(message = number, seq, "received");
             if self.strict && !self.established && !is_kex_message(number) {
                 // Strict mode: nothing but the exchange itself before the first NEWKEYS.
                 return Err(TransportError::Protocol(format!(
@@ -542,6 +545,7 @@ impl Transport {
                         "unsupported protocol version: {text}"
                     )));
                 }
+                debug!(server = text, "server identification");
                 self.server_version = Some(text.to_string());
                 self.incoming.consume(newline + 1);
                 return Ok(true);
@@ -586,6 +590,7 @@ impl Transport {
             Ok(sig_algs)
         };
         if let Some(algs) = parse(&mut r).map_err(bad)? {
+            debug!(server_sig_algs = %algs.join(","), "extension info");
             self.server_sig_algs = Some(algs);
         }
         Ok(())
@@ -642,6 +647,7 @@ impl Transport {
                     return Err(TransportError::Protocol("NEWKEYS with a body".into()));
                 }
                 self.incoming.set_opener(opener, self.strict);
+                trace!("received NEWKEYS: the server's direction uses the new keys");
                 self.chosen = Some(chosen);
                 self.established = true;
                 self.kex_count += 1;
@@ -671,6 +677,16 @@ impl Transport {
             }
         }
         let chosen = negotiate::choose(parsed, &theirs, cipher::is_aead)?;
+        debug!(
+            kex = %chosen.kex,
+            host_key = %chosen.host_key,
+            cipher_c2s = %chosen.cipher_c2s,
+            cipher_s2c = %chosen.cipher_s2c,
+            mac_c2s = chosen.mac_c2s.as_deref().unwrap_or("implicit"),
+            mac_s2c = chosen.mac_s2c.as_deref().unwrap_or("implicit"),
+            strict = self.strict,
+            "algorithms negotiated"
+        );
         let skip_guess = theirs.first_kex_follows && negotiate::guess_is_wrong(parsed, &theirs);
         let method = kex::start(&chosen.kex).ok_or_else(|| {
             TransportError::Protocol(format!("negotiated unknown kex {}", chosen.kex))
@@ -716,6 +732,7 @@ impl Transport {
             ));
         }
         let key = hostkey::decode(host_key_blob)?;
+        trace!(host_key = %key.fingerprint(), "key exchange reply");
         let hash = method.hash();
         let client_public = method.client_public().to_vec();
         let shared: Zeroizing<Vec<u8>> = method.agree(server_public)?;
@@ -778,6 +795,7 @@ impl Transport {
             .ok_or_else(|| TransportError::Protocol("no opener for the cipher".into()))?;
         self.outgoing.packet(|b| b.push(msg::NEWKEYS));
         self.outgoing.set_sealer(sealer, self.strict);
+        trace!("sent NEWKEYS: our direction uses the new keys");
         self.kex = Kex::AwaitNewKeys { opener, chosen };
         // Our direction is re-keyed: what was held back may go now.
         while let Some(payload) = self.queued.pop_front() {

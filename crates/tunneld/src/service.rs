@@ -23,15 +23,13 @@ const NOTIFY_SEND_TIMEOUT: Duration = Duration::from_millis(500);
 /// Sets up tracing: journald (structured fields) when stderr is the journal, else
 /// human-readable lines on stderr.
 ///
-/// `level` is the config's `log_level` (`"info"` etc.); `RUST_LOG` overrides it. russh's
-/// own logs stay at warn unless `RUST_LOG` says otherwise.
+/// `level` is the config's `log_level` (`"info"` etc.); `RUST_LOG` overrides it.
 ///
 /// The journal is used only when `JOURNAL_STREAM` names stderr (its `dev:inode` matches
 /// stderr's) and the journald socket answers. Event fields keep their names, upcased:
 /// `tunnel = ..` becomes `TUNNEL=`, `forward = ..` becomes `FORWARD=`.
 pub fn init_logging(level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},russh=warn")));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let journald = if stderr_is_journal() {
         tracing_journald::layer()
             .ok()

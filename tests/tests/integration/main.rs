@@ -7,7 +7,7 @@
 //! - `trust`: host key checking and authentication failures.
 //! - `resilience`: server down, crash and restart, black hole, reset, refuse, held port, 100 tunnels.
 //! - `rekey`: rekeys, by either side, while many channels are busy.
-//! - `stall`: a stalled local reader does not freeze the session.
+//! - `stall`: a paused or slow local reader holds back only its own connection; nothing is cut or lost.
 //! - `limits`: per-forward connection limit, idle SOCKS clients, running out of descriptors.
 //! - `ops`: control socket, status, reload by difference, file watch, systemd notify.
 //! - `cli`: `tunneld check` and `tunneld run` as a process (exit codes, SIGTERM).

@@ -1,108 +1,198 @@
-//! A local reader that stops reading must not freeze the other connections of its
-//! tunnel (russh waits on a full channel queue inside its session loop).
+//! A local reader that pauses or reads slowly holds back only its own connection: the
+//! other connections of its tunnel, the heartbeats and the session carry on, nothing is
+//! cut and every byte arrives (per-channel flow control, as OpenSSH does it). Through
+//! `-L` (the reader is ours) and `-R` (the reader is on the server's side).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
-use tunneld_core::{STALLED_READER_TIMEOUT, TunnelState};
-use tunneld_tests::net::{echo_roundtrip, wait_until};
-use tunneld_tests::{EchoServer, SourceServer, Sshd};
+use tunneld_core::{Daemon, TunnelState};
+use tunneld_tests::net::{echo_roundtrip, sha256_hex, transfer_both_ways};
+use tunneld_tests::{DownloadServer, EchoServer, Sshd, SshdOptions};
 
 use crate::harness::*;
 
+/// The paused download.
+const DOWNLOAD_BYTES: usize = 48 << 20;
+/// How long the reader pauses.
+const PAUSE: Duration = Duration::from_secs(12);
+/// Each echo beside the paused or slow reader must come back within this.
+const ROUND_TRIP_DEADLINE: Duration = Duration::from_secs(2);
+/// Heartbeats as tight as the slow-reader check asks: dead after 4 s of silence.
+const HEARTBEATS: &str = "server_alive_interval = \"2s\"\nserver_alive_count_max = 2";
+/// The slow reader takes this much every [`SLOW_EVERY`]: about 1 MiB/s.
+const SLOW_CHUNK_BYTES: usize = 64 << 10;
+const SLOW_EVERY: Duration = Duration::from_millis(62);
+/// What the slow reader reads in all.
+const SLOW_BYTES: usize = 8 << 20;
+/// The bulk transfer beside it, each way.
+const BULK_TRANSFER_BYTES: usize = 64 << 20;
+
+/// sshd re-keys every 8 MiB, so keys change during the pauses and transfers too.
+async fn rekeying_sshd() -> Sshd {
+    Sshd::start_with(SshdOptions {
+        extra_config: vec!["RekeyLimit 8M".into()],
+        ..SshdOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Echoes through `addr` every 100 ms until `until`, each round trip within
+/// [`ROUND_TRIP_DEADLINE`]; returns the slowest.
+async fn keep_echoing(addr: SocketAddr, until: Instant) -> Duration {
+    let mut echo = TcpStream::connect(addr).await.unwrap();
+    let mut slowest = Duration::ZERO;
+    let mut trips = 0;
+    while Instant::now() < until {
+        let started = Instant::now();
+        tokio::time::timeout(
+            ROUND_TRIP_DEADLINE,
+            echo_roundtrip(&mut echo, b"still moving"),
+        )
+        .await
+        .expect("an echo beside the paused reader within the deadline")
+        .unwrap();
+        slowest = slowest.max(started.elapsed());
+        trips += 1;
+        // The pause is the scenario, not synchronisation: the probes are paced across it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(trips > 10, "only {trips} round trips");
+    slowest
+}
+
+/// Reads 1 MiB, pauses for [`PAUSE`] while `beside` echoes, then reads to the end.
+async fn paused_download<R: AsyncRead + Unpin>(mut download: R, beside: SocketAddr) -> Vec<u8> {
+    let mut got = vec![0u8; 1 << 20];
+    download.read_exact(&mut got).await.unwrap();
+    let slowest = keep_echoing(beside, Instant::now() + PAUSE).await;
+    eprintln!("slowest echo during the pause: {slowest:?}");
+    download.read_to_end(&mut got).await.unwrap();
+    got
+}
+
+/// Reads at about 1 MiB/s to the end.
+async fn slow_read<R: AsyncRead + Unpin>(mut reader: R) -> Vec<u8> {
+    let mut got = Vec::with_capacity(SLOW_BYTES);
+    let mut chunk = vec![0u8; SLOW_CHUNK_BYTES];
+    loop {
+        let n = reader.read(&mut chunk).await.unwrap();
+        if n == 0 {
+            return got;
+        }
+        got.extend_from_slice(&chunk[..n]);
+        // Pacing the reader: this is the load, not a synchronisation.
+        tokio::time::sleep(SLOW_EVERY).await;
+    }
+}
+
+fn assert_whole(got: &[u8], sent: &[u8]) {
+    assert_eq!(got.len(), sent.len(), "bytes lost");
+    assert_eq!(sha256_hex(got), sha256_hex(sent), "bytes changed");
+}
+
+/// The session survived everything: still up, never reconnected, one login on the server.
+async fn assert_same_session(daemon: Daemon, sshd: &Sshd) {
+    let s = daemon.status().remove(0);
+    assert_eq!((s.state, s.reconnects), (TunnelState::Up, 0), "{s:?}");
+    assert_eq!(sshd.count_in_log("Accepted publickey"), 1, "{}", sshd.log());
+    daemon.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_reader_is_cut_off_and_the_others_carry_on() {
-    let sshd = Sshd::start().await.unwrap();
-    let source = SourceServer::start().await.unwrap();
+async fn a_paused_download_through_a_local_forward_arrives_whole() {
+    let sshd = rekeying_sshd().await;
+    let source = DownloadServer::start(DOWNLOAD_BYTES, 48).await.unwrap();
     let echo = EchoServer::start().await.unwrap();
     let to_source = format!("0:127.0.0.1:{}", source.port());
     let to_echo = format!("0:127.0.0.1:{}", echo.port());
     let text = tunnel_toml(
         &sshd,
         "t",
-        &format!(
-            "local = [\"{to_source}\", \"{to_echo}\"]\nserver_alive_interval = \"2s\"\nserver_alive_count_max = 2"
-        ),
+        &format!("local = [\"{to_source}\", \"{to_echo}\"]\n{HEARTBEATS}"),
     );
     let (daemon, status) = start_up(&text, "t").await;
-
-    // A reader that never reads, while the server side keeps sending.
-    let mut stalled = TcpStream::connect(bound_addr(&status, &to_source))
+    let download = TcpStream::connect(bound_addr(&status, &to_source))
         .await
         .unwrap();
-    // Wait until the buffers between them are full and the source is held back.
-    wait_until(UP_TIMEOUT, "the source to fill the buffers", || {
-        source.bytes_sent() > 2 << 20
-    })
-    .await
-    .unwrap();
-    wait_until(UP_TIMEOUT, "the source to be held back", {
-        let mut last = 0;
-        move || {
-            let now = source.bytes_sent();
-            let still = now == last;
-            last = now;
-            still
-        }
-    })
-    .await
-    .unwrap();
-
-    // Another connection of the same tunnel still round-trips, within the stall bound.
-    let started = Instant::now();
-    let other = TcpStream::connect(bound_addr(&status, &to_echo))
-        .await
-        .unwrap();
-    echo_roundtrip(other, b"not held up").await.unwrap();
-    let took = started.elapsed();
-    eprintln!("round trip beside a stalled reader took {took:?}");
-    assert!(
-        took < STALLED_READER_TIMEOUT + Duration::from_secs(5),
-        "{took:?}"
-    );
-
-    // The stalled connection was closed by tunneld: draining it ends in EOF or a reset.
-    let mut sink = vec![0u8; 1 << 20];
-    let drained = tokio::time::timeout(UP_TIMEOUT, async {
-        loop {
-            match stalled.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(drained.is_ok(), "the stalled connection was never closed");
-
-    // The session itself survived: no reconnect, still up.
-    let s = daemon.status().remove(0);
-    assert_eq!((s.state, s.reconnects), (TunnelState::Up, 0), "{s:?}");
-    daemon.shutdown().await;
+    let got = paused_download(download, bound_addr(&status, &to_echo)).await;
+    assert_whole(&got, source.data());
+    assert_same_session(daemon, &sshd).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_but_steady_reader_gets_everything() {
-    let sshd = Sshd::start().await.unwrap();
-    let source = SourceServer::start().await.unwrap();
-    let to_source = format!("0:127.0.0.1:{}", source.port());
-    let text = tunnel_toml(&sshd, "t", &format!("local = [\"{to_source}\"]"));
+async fn a_paused_download_through_a_remote_forward_arrives_whole() {
+    let sshd = rekeying_sshd().await;
+    let source = DownloadServer::start(DOWNLOAD_BYTES, 49).await.unwrap();
+    let echo = EchoServer::start().await.unwrap();
+    let to_source = format!("127.0.0.1:0:127.0.0.1:{}", source.port());
+    let to_echo = format!("127.0.0.1:0:127.0.0.1:{}", echo.port());
+    let text = tunnel_toml(
+        &sshd,
+        "t",
+        &format!("remote = [\"{to_source}\", \"{to_echo}\"]\n{HEARTBEATS}"),
+    );
     let (daemon, status) = start_up(&text, "t").await;
-    let mut slow = TcpStream::connect(bound_addr(&status, &to_source))
+    // The reader is a client of the server's listener.
+    let on_server = |spec: &str| SocketAddr::from(([127, 0, 0, 1], remote_port(&status, spec)));
+    let download = TcpStream::connect(on_server(&to_source)).await.unwrap();
+    let got = paused_download(download, on_server(&to_echo)).await;
+    assert_whole(&got, source.data());
+    assert_same_session(daemon, &sshd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_beside_a_bulk_transfer_through_local_forwards_keeps_both_whole() {
+    let sshd = rekeying_sshd().await;
+    let source = DownloadServer::start(SLOW_BYTES, 8).await.unwrap();
+    let echo = EchoServer::start().await.unwrap();
+    let to_source = format!("0:127.0.0.1:{}", source.port());
+    let to_echo = format!("0:127.0.0.1:{}", echo.port());
+    let text = tunnel_toml(
+        &sshd,
+        "t",
+        &format!("local = [\"{to_source}\", \"{to_echo}\"]\n{HEARTBEATS}"),
+    );
+    let (daemon, status) = start_up(&text, "t").await;
+    let slow = TcpStream::connect(bound_addr(&status, &to_source))
         .await
         .unwrap();
-    // Read 24 MiB at about a tenth of the link's speed: backpressure, not a cut.
-    let mut buf = vec![0u8; 64 << 10];
-    let mut got = 0usize;
-    while got < 24 << 20 {
-        let n = tokio::time::timeout(UP_TIMEOUT, slow.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "connection closed after {got} bytes");
-        got += n;
-        // Pacing the reader (this is the load, not a synchronisation).
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    daemon.shutdown().await;
+    let bulk = TcpStream::connect(bound_addr(&status, &to_echo))
+        .await
+        .unwrap();
+    let (got, moved) = tokio::join!(
+        slow_read(slow),
+        transfer_both_ways(bulk, BULK_TRANSFER_BYTES)
+    );
+    moved.unwrap();
+    assert_whole(&got, source.data());
+    assert_same_session(daemon, &sshd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_beside_a_bulk_transfer_through_remote_forwards_keeps_both_whole() {
+    let sshd = rekeying_sshd().await;
+    let source = DownloadServer::start(SLOW_BYTES, 9).await.unwrap();
+    let echo = EchoServer::start().await.unwrap();
+    let to_source = format!("127.0.0.1:0:127.0.0.1:{}", source.port());
+    let to_echo = format!("127.0.0.1:0:127.0.0.1:{}", echo.port());
+    let text = tunnel_toml(
+        &sshd,
+        "t",
+        &format!("remote = [\"{to_source}\", \"{to_echo}\"]\n{HEARTBEATS}"),
+    );
+    let (daemon, status) = start_up(&text, "t").await;
+    let on_server = |spec: &str| SocketAddr::from(([127, 0, 0, 1], remote_port(&status, spec)));
+    let slow = TcpStream::connect(on_server(&to_source)).await.unwrap();
+    let bulk = TcpStream::connect(on_server(&to_echo)).await.unwrap();
+    let (got, moved) = tokio::join!(
+        slow_read(slow),
+        transfer_both_ways(bulk, BULK_TRANSFER_BYTES)
+    );
+    moved.unwrap();
+    assert_whole(&got, source.data());
+    assert_same_session(daemon, &sshd).await;
 }

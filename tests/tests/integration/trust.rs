@@ -126,7 +126,11 @@ async fn wrong_key_or_user_gives_a_clear_error() {
         "{error}"
     );
     assert!(
-        error.contains(&format!("server refused {}", stranger.display())),
+        error.contains("the server refused every key (tried: ED25519 SHA256:"),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("({}))", stranger.display())),
         "{error}"
     );
     daemon.shutdown().await;

@@ -61,8 +61,5 @@ pub(crate) async fn serve(
     {
         return;
     }
-    log_end(
-        &ctx,
-        pump(stream, channel, &guard, &cancel, ctx.stall).await,
-    );
+    log_end(&ctx, pump(stream, channel, &guard, &cancel).await);
 }

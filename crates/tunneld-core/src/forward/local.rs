@@ -73,19 +73,12 @@ pub(crate) async fn serve(
     // The connection lives and dies with this session (and the tunnel).
     let cancel = session.shared.conn_cancel.clone();
     drop(session);
-    log_end(
-        &ctx,
-        pump(stream, channel, &guard, &cancel, ctx.stall).await,
-    );
+    log_end(&ctx, pump(stream, channel, &guard, &cancel).await);
 }
 
-/// Logs how a connection ended: a stalled reader is worth a warning, the rest is routine.
+/// Logs how a connection ended (routine either way: peers close and reset).
 pub(crate) fn log_end(ctx: &ForwardCtx, r: Result<(), PumpError>) {
-    match r {
-        Ok(()) => {}
-        Err(e @ PumpError::StalledReader(_)) => {
-            warn!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %e, "connection closed")
-        }
-        Err(e) => debug!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %e, "connection ended"),
+    if let Err(e) = r {
+        debug!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %e, "connection ended");
     }
 }

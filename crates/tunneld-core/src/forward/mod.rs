@@ -10,18 +10,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use russh::Channel;
-use russh::client::Msg;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 use tunneld_config::Endpoint;
+use tunneld_ssh::{Channel, OpenKind};
 
 use crate::session::Session;
 use crate::status::{ConnectionGuard, ForwardCounters, LimitEvent};
 
-/// russh can wait forever for a frozen server to answer a channel open.
+/// A frozen server never answers a channel open: wait this long at most.
 pub const CHANNEL_OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The current session of a tunnel, if it has one; forwards wait on it.
@@ -38,8 +37,6 @@ pub(crate) struct ForwardCtx {
     pub tracker: TaskTracker,
     /// How long an accepted connection waits for a session when the tunnel is down.
     pub wait_for_session: Duration,
-    /// How long a connection's local reader may stall the session (see `pump`).
-    pub stall: Duration,
 }
 
 impl ForwardCtx {
@@ -59,26 +56,22 @@ pub(crate) async fn open_channel(
     session: &Session,
     host: &Endpoint,
     origin: Option<SocketAddr>,
-) -> Result<Channel<Msg>, String> {
+) -> Result<Channel, String> {
     let (ip, port) = origin
         .map(|a| (a.ip().to_string(), u32::from(a.port())))
         .unwrap_or_else(|| ("127.0.0.1".to_string(), 0));
-    let open = async {
-        match host {
-            Endpoint::Tcp { host, port: p } => {
-                session
-                    .handle
-                    .channel_open_direct_tcpip(host.as_str(), u32::from(*p), ip, port)
-                    .await
-            }
-            Endpoint::Unix(path) => {
-                session
-                    .handle
-                    .channel_open_direct_streamlocal(path.to_string_lossy())
-                    .await
-            }
-        }
+    let kind = match host {
+        Endpoint::Tcp { host, port: p } => OpenKind::DirectTcpip {
+            host: host.clone(),
+            port: u32::from(*p),
+            originator: ip,
+            originator_port: port,
+        },
+        Endpoint::Unix(path) => OpenKind::DirectStreamlocal {
+            path: path.to_string_lossy().into_owned(),
+        },
     };
+    let open = session.ssh.open(kind);
     match tokio::time::timeout(CHANNEL_OPEN_TIMEOUT, open).await {
         Ok(Ok(ch)) => Ok(ch),
         Ok(Err(e)) => Err(format!("server could not open {}: {e}", show(host))),

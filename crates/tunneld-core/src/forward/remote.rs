@@ -3,11 +3,9 @@
 
 use std::sync::Arc;
 
-use russh::client::ChannelOpenHandle;
-use russh::client::Msg;
-use russh::{Channel, ChannelOpenFailure};
 use tracing::{debug, warn};
 use tunneld_config::{Endpoint, RemoteForward, RemoteListen};
+use tunneld_ssh::{Channel, IncomingChannel, RequestError, open_failure};
 
 use super::listen;
 use crate::pump::{copy_streams, pump};
@@ -22,12 +20,14 @@ pub const STALE_PORT_HINT: &str = "the port may still be held by an earlier sess
 /// Asks the server to listen for `fwd`; returns what it bound (the allocated port for port 0).
 ///
 /// # Errors
-/// The server's refusal (`RequestDenied`) or a session error, as text.
+/// The server's refusal ([`RequestError::Refused`]) or the session's end; a server that
+/// does not answer within [`super::CHANNEL_OPEN_TIMEOUT`] is reported as the session's
+/// end too.
 pub(crate) async fn request(
     session: &Session,
     fwd: &RemoteForward,
     counters: &Arc<ForwardCounters>,
-) -> Result<String, russh::Error> {
+) -> Result<String, RequestError> {
     let route = Route {
         target: fwd.target.clone(),
         counters: Arc::clone(counters),
@@ -43,7 +43,7 @@ pub(crate) async fn request(
                         .insert((bind.clone(), u32::from(*port)), route.clone());
                 }
                 let got = session
-                    .handle
+                    .ssh
                     .tcpip_forward(bind.as_str(), u32::from(*port))
                     .await;
                 match got {
@@ -69,7 +69,7 @@ pub(crate) async fn request(
             }
             RemoteListen::Unix(path) => {
                 routes(session).unix.insert(path.clone(), route);
-                match session.handle.streamlocal_forward(path.as_str()).await {
+                match session.ssh.streamlocal_forward(path.as_str()).await {
                     Ok(()) => Ok(path.clone()),
                     Err(e) => {
                         routes(session).unix.remove(path);
@@ -81,7 +81,10 @@ pub(crate) async fn request(
     };
     match tokio::time::timeout(super::CHANNEL_OPEN_TIMEOUT, request).await {
         Ok(r) => r,
-        Err(_) => Err(russh::Error::ConnectionTimeout),
+        Err(_) => Err(RequestError::SessionClosed(std::sync::Arc::from(format!(
+            "the server did not answer the request within {:?}",
+            super::CHANNEL_OPEN_TIMEOUT
+        )))),
     }
 }
 
@@ -91,16 +94,10 @@ pub(crate) async fn cancel(session: &Session, fwd: &RemoteForward, bound_port: O
         match &fwd.listen {
             RemoteListen::Tcp { bind, port } => {
                 let port = bound_port.unwrap_or(u32::from(*port));
-                let _ = session
-                    .handle
-                    .cancel_tcpip_forward(bind.as_str(), port)
-                    .await;
+                let _ = session.ssh.cancel_tcpip_forward(bind.as_str(), port).await;
             }
             RemoteListen::Unix(path) => {
-                let _ = session
-                    .handle
-                    .cancel_streamlocal_forward(path.as_str())
-                    .await;
+                let _ = session.ssh.cancel_streamlocal_forward(path.as_str()).await;
             }
         }
     };
@@ -133,47 +130,37 @@ fn routes(session: &Session) -> std::sync::MutexGuard<'_, crate::session::Routes
 pub(crate) fn spawn_incoming(
     shared: &Arc<SessionShared>,
     route: Route,
-    channel: Channel<Msg>,
-    reply: ChannelOpenHandle,
+    offer: IncomingChannel,
     origin: String,
 ) {
     let shared = Arc::clone(shared);
     let tracker = shared.conn_tracker.clone();
     let Some(guard) = super::admit(&route.counters, &shared.tunnel, &route.spec) else {
         // Over the forward's limit: the server closes the connection it accepted.
-        tracker.spawn(reply.reject(ChannelOpenFailure::ResourceShortage));
+        offer.refuse(open_failure::RESOURCE_SHORTAGE);
         return;
     };
     tracker.spawn(async move {
         let cancel = shared.conn_cancel.clone();
         let Some(target) = route.target.clone() else {
-            reply.accept().await;
-            reverse_socks(&shared, &route, channel, &guard).await;
+            reverse_socks(&shared, &route, offer.accept(), &guard).await;
             return;
         };
         match tokio::time::timeout(shared.connect_timeout, listen::connect(&target)).await {
             Ok(Ok(stream)) => {
-                reply.accept().await;
-                let r = pump(stream, channel, &guard, &cancel, shared.stall).await;
-                match r {
-                    Ok(()) => {}
-                    Err(e @ crate::pump::PumpError::StalledReader(_)) => {
-                        warn!(tunnel = %shared.tunnel, forward = %route.spec, error = %e, "connection closed");
-                    }
-                    Err(e) => {
-                        debug!(tunnel = %shared.tunnel, forward = %route.spec, error = %e, "connection ended");
-                    }
+                if let Err(e) = pump(stream, offer.accept(), &guard, &cancel).await {
+                    debug!(tunnel = %shared.tunnel, forward = %route.spec, error = %e, "connection ended");
                 }
             }
             Ok(Err(e)) => {
                 warn!(tunnel = %shared.tunnel, forward = %route.spec, from = %origin,
                       target = %super::show(&target), error = %e, "cannot reach the local target");
-                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                offer.refuse(open_failure::CONNECT_FAILED);
             }
             Err(_) => {
                 warn!(tunnel = %shared.tunnel, forward = %route.spec, from = %origin,
                       target = %super::show(&target), "local target did not accept in time");
-                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                offer.refuse(open_failure::CONNECT_FAILED);
             }
         }
     });
@@ -182,10 +169,9 @@ pub(crate) fn spawn_incoming(
 async fn reverse_socks(
     shared: &SessionShared,
     route: &Route,
-    channel: Channel<Msg>,
+    mut stream: Channel,
     guard: &crate::status::ConnectionGuard,
 ) {
-    let mut stream = channel.into_stream();
     let request =
         match tokio::time::timeout(SOCKS_HANDSHAKE_TIMEOUT, socks::read_request(&mut stream)).await
         {

@@ -6,9 +6,9 @@ use base64ct::{Base64, Encoding};
 use hmac::{Hmac, Mac};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use russh::keys::PublicKey;
-use russh::keys::ssh_key::public::{Ed25519PublicKey, KeyData};
 use sha1::Sha1;
+use ssh_key::PublicKey;
+use ssh_key::public::{Ed25519PublicKey, KeyData};
 use tunneld_core::known_hosts::{HostLine, Marker, Verdict, check, lookup_name};
 
 use crate::mutate;

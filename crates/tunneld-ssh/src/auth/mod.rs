@@ -392,6 +392,7 @@ pub(crate) async fn authenticate<L: PacketLink>(
             });
         }
     };
+    tracing::debug!(methods = %methods.join(","), "the server's authentication methods");
     if !offers_publickey(&methods) {
         return Err(AuthError::NoPublickey(methods.join(",")));
     }
@@ -419,6 +420,7 @@ pub(crate) async fn authenticate<L: PacketLink>(
             continue;
         };
         let blob = cred.blob()?;
+        tracing::debug!(key = %described, algorithm, "offering a key");
 
         // The query: would the server take this key?
         let mut w = Writer::message(MSG_USERAUTH_REQUEST);
