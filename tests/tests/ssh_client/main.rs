@@ -6,7 +6,10 @@
 //! - `kit`: connecting a session to a kit server.
 //! - `flow`: paused and slow readers, through direct-tcpip and forwarded-tcpip channels.
 //! - `basics`: channels, remote listeners, host key refusal, re-keying.
+//! - `interop`: every kex, cipher, MAC, host key and user key type against OpenSSH 9.2 and
+//!   10, Dropbear, and servers with only weak algorithms.
 
 mod basics;
 mod flow;
+mod interop;
 mod kit;
