@@ -17,6 +17,7 @@
 //! - `connection`: the channel table, global requests, forwarded channels.
 //! - `driver`: the tokio task running one session.
 //! - `session`: [`connect`] and the [`Session`] handle.
+//! - `fuzzing`: entry points for the fuzz targets in `fuzz/` (each decoder, with its checks).
 
 #![forbid(unsafe_code)]
 
@@ -26,6 +27,8 @@ mod cipher;
 mod connection;
 mod driver;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hostkey;
 mod kex;
 pub mod negotiate;
