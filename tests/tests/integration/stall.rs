@@ -102,97 +102,100 @@ async fn assert_same_session(daemon: Daemon, sshd: &Sshd) {
     daemon.shutdown().await;
 }
 
+/// Which side of the tunnel the reader is on.
+#[derive(Clone, Copy)]
+enum Through {
+    /// `-L`: the reader connects to our listener.
+    Local,
+    /// `-R`: the reader is a client of the server's listener.
+    Remote,
+}
+
+/// A tunnel with two forwards of one kind, to a download server of `len` bytes and to
+/// an echo server; the addresses the reader and its neighbour connect to.
+struct TwoForwards {
+    sshd: Sshd,
+    source: DownloadServer,
+    _echo: EchoServer,
+    daemon: Daemon,
+    to_source: SocketAddr,
+    to_echo: SocketAddr,
+}
+
+impl TwoForwards {
+    async fn start(through: Through, len: usize, seed: u64) -> TwoForwards {
+        let sshd = rekeying_sshd().await;
+        let source = DownloadServer::start(len, seed).await.unwrap();
+        let echo = EchoServer::start().await.unwrap();
+        let (key, bind) = match through {
+            Through::Local => ("local", "0"),
+            Through::Remote => ("remote", "127.0.0.1:0"),
+        };
+        let spec_source = format!("{bind}:127.0.0.1:{}", source.port());
+        let spec_echo = format!("{bind}:127.0.0.1:{}", echo.port());
+        let text = tunnel_toml(
+            &sshd,
+            "t",
+            &format!("{key} = [\"{spec_source}\", \"{spec_echo}\"]\n{HEARTBEATS}"),
+        );
+        let (daemon, status) = start_up(&text, "t").await;
+        let addr = |spec: &str| match through {
+            Through::Local => bound_addr(&status, spec),
+            Through::Remote => SocketAddr::from(([127, 0, 0, 1], remote_port(&status, spec))),
+        };
+        let (to_source, to_echo) = (addr(&spec_source), addr(&spec_echo));
+        TwoForwards {
+            sshd,
+            source,
+            _echo: echo,
+            daemon,
+            to_source,
+            to_echo,
+        }
+    }
+
+    /// Checks what the reader got, and that the session survived.
+    async fn finish(self, got: &[u8]) {
+        assert_whole(got, self.source.data());
+        assert_same_session(self.daemon, &self.sshd).await;
+    }
+}
+
+async fn paused_download_through(through: Through, seed: u64) {
+    let t = TwoForwards::start(through, DOWNLOAD_BYTES, seed).await;
+    let download = TcpStream::connect(t.to_source).await.unwrap();
+    let got = paused_download(download, t.to_echo).await;
+    t.finish(&got).await;
+}
+
+async fn slow_reader_beside_bulk_through(through: Through, seed: u64) {
+    let t = TwoForwards::start(through, SLOW_BYTES, seed).await;
+    let slow = TcpStream::connect(t.to_source).await.unwrap();
+    let bulk = TcpStream::connect(t.to_echo).await.unwrap();
+    let (got, moved) = tokio::join!(
+        slow_read(slow),
+        transfer_both_ways(bulk, BULK_TRANSFER_BYTES)
+    );
+    moved.unwrap();
+    t.finish(&got).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_download_through_a_local_forward_arrives_whole() {
-    let sshd = rekeying_sshd().await;
-    let source = DownloadServer::start(DOWNLOAD_BYTES, 48).await.unwrap();
-    let echo = EchoServer::start().await.unwrap();
-    let to_source = format!("0:127.0.0.1:{}", source.port());
-    let to_echo = format!("0:127.0.0.1:{}", echo.port());
-    let text = tunnel_toml(
-        &sshd,
-        "t",
-        &format!("local = [\"{to_source}\", \"{to_echo}\"]\n{HEARTBEATS}"),
-    );
-    let (daemon, status) = start_up(&text, "t").await;
-    let download = TcpStream::connect(bound_addr(&status, &to_source))
-        .await
-        .unwrap();
-    let got = paused_download(download, bound_addr(&status, &to_echo)).await;
-    assert_whole(&got, source.data());
-    assert_same_session(daemon, &sshd).await;
+    paused_download_through(Through::Local, 48).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_download_through_a_remote_forward_arrives_whole() {
-    let sshd = rekeying_sshd().await;
-    let source = DownloadServer::start(DOWNLOAD_BYTES, 49).await.unwrap();
-    let echo = EchoServer::start().await.unwrap();
-    let to_source = format!("127.0.0.1:0:127.0.0.1:{}", source.port());
-    let to_echo = format!("127.0.0.1:0:127.0.0.1:{}", echo.port());
-    let text = tunnel_toml(
-        &sshd,
-        "t",
-        &format!("remote = [\"{to_source}\", \"{to_echo}\"]\n{HEARTBEATS}"),
-    );
-    let (daemon, status) = start_up(&text, "t").await;
-    // The reader is a client of the server's listener.
-    let on_server = |spec: &str| SocketAddr::from(([127, 0, 0, 1], remote_port(&status, spec)));
-    let download = TcpStream::connect(on_server(&to_source)).await.unwrap();
-    let got = paused_download(download, on_server(&to_echo)).await;
-    assert_whole(&got, source.data());
-    assert_same_session(daemon, &sshd).await;
+    paused_download_through(Through::Remote, 49).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_beside_a_bulk_transfer_through_local_forwards_keeps_both_whole() {
-    let sshd = rekeying_sshd().await;
-    let source = DownloadServer::start(SLOW_BYTES, 8).await.unwrap();
-    let echo = EchoServer::start().await.unwrap();
-    let to_source = format!("0:127.0.0.1:{}", source.port());
-    let to_echo = format!("0:127.0.0.1:{}", echo.port());
-    let text = tunnel_toml(
-        &sshd,
-        "t",
-        &format!("local = [\"{to_source}\", \"{to_echo}\"]\n{HEARTBEATS}"),
-    );
-    let (daemon, status) = start_up(&text, "t").await;
-    let slow = TcpStream::connect(bound_addr(&status, &to_source))
-        .await
-        .unwrap();
-    let bulk = TcpStream::connect(bound_addr(&status, &to_echo))
-        .await
-        .unwrap();
-    let (got, moved) = tokio::join!(
-        slow_read(slow),
-        transfer_both_ways(bulk, BULK_TRANSFER_BYTES)
-    );
-    moved.unwrap();
-    assert_whole(&got, source.data());
-    assert_same_session(daemon, &sshd).await;
+    slow_reader_beside_bulk_through(Through::Local, 8).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_beside_a_bulk_transfer_through_remote_forwards_keeps_both_whole() {
-    let sshd = rekeying_sshd().await;
-    let source = DownloadServer::start(SLOW_BYTES, 9).await.unwrap();
-    let echo = EchoServer::start().await.unwrap();
-    let to_source = format!("127.0.0.1:0:127.0.0.1:{}", source.port());
-    let to_echo = format!("127.0.0.1:0:127.0.0.1:{}", echo.port());
-    let text = tunnel_toml(
-        &sshd,
-        "t",
-        &format!("remote = [\"{to_source}\", \"{to_echo}\"]\n{HEARTBEATS}"),
-    );
-    let (daemon, status) = start_up(&text, "t").await;
-    let on_server = |spec: &str| SocketAddr::from(([127, 0, 0, 1], remote_port(&status, spec)));
-    let slow = TcpStream::connect(on_server(&to_source)).await.unwrap();
-    let bulk = TcpStream::connect(on_server(&to_echo)).await.unwrap();
-    let (got, moved) = tokio::join!(
-        slow_read(slow),
-        transfer_both_ways(bulk, BULK_TRANSFER_BYTES)
-    );
-    moved.unwrap();
-    assert_whole(&got, source.data());
-    assert_same_session(daemon, &sshd).await;
+    slow_reader_beside_bulk_through(Through::Remote, 9).await;
 }
