@@ -24,6 +24,10 @@ use crate::transport::{Transport, TransportError, reason};
 
 /// Channel data framed ahead of the socket at most; see the module docs.
 pub(crate) const OUTPUT_HIGH_WATER_BYTES: usize = 256 * 1024;
+/// Bytes read from the socket in one poll before the driver lets other tasks run (the
+/// readers of the channels it just filled): without a pause a fast server fills whole
+/// windows before anyone drains them, and the transfer goes in stop-and-go bursts.
+const READ_BUDGET_BYTES: usize = 256 * 1024;
 
 /// What a [`crate::Session`] handle asks of its driver.
 pub(crate) enum Command {
@@ -157,6 +161,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
 
     /// One pass until nothing moves; `Some` when the session is over.
     fn turn(&mut self, cx: &mut Context<'_>) -> Result<Option<String>, TransportError> {
+        let mut read = 0;
         loop {
             let mut moved = false;
             if !self.closing {
@@ -183,8 +188,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                 moved = true;
                 self.connection.service(id, &mut self.transport)?;
             }
-            if !self.closing {
-                moved |= self.read(cx)?;
+            if !self.closing && read < READ_BUDGET_BYTES {
+                let n = self.read(cx)?;
+                read += n;
+                moved |= n > 0;
             }
             self.connection
                 .pump(&mut self.transport, OUTPUT_HIGH_WATER_BYTES)?;
@@ -194,7 +201,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
             }
             moved |= self.timers(cx);
             if !moved {
-                if !self.connection.has_sendable() {
+                if read >= READ_BUDGET_BYTES {
+                    // The socket was not polled to Pending: come back after the others.
+                    cx.waker().wake_by_ref();
+                } else if !self.connection.has_sendable() {
                     self.transport.trim();
                 }
                 return Ok(None);
@@ -224,14 +234,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
         self.closing = true;
     }
 
-    /// Reads what the socket has and handles every whole message in it.
-    fn read(&mut self, cx: &mut Context<'_>) -> Result<bool, TransportError> {
+    /// Reads what the socket has and handles every whole message in it; the bytes read.
+    fn read(&mut self, cx: &mut Context<'_>) -> Result<usize, TransportError> {
         let Driver {
             stream, transport, ..
         } = self;
         let mut buf = ReadBuf::new(transport.read_buf());
         match Pin::new(stream).poll_read(cx, &mut buf) {
-            Poll::Pending => return Ok(false),
+            Poll::Pending => return Ok(0),
             Poll::Ready(Err(e)) => {
                 return Err(TransportError::Lost(format!("connection lost: {e}")));
             }
@@ -256,7 +266,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
             self.kex_count.store(self.kex_seen, Ordering::Relaxed);
             debug!(count = self.kex_seen, "keys re-exchanged");
         }
-        Ok(true)
+        Ok(n)
     }
 
     /// Writes what the output holds, framing more channel data as room appears.
