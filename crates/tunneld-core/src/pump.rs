@@ -4,11 +4,13 @@
 //! reader drains it), so a copy loop each way is all it takes: a local reader that is
 //! slow or paused holds back only its own channel, never the session, and is never cut.
 
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-use tunneld_ssh::Channel;
+use tunneld_ssh::{Channel, ChannelReader, ChannelWriter};
 
 use crate::status::ConnectionGuard;
 
@@ -45,6 +47,44 @@ where
     }
 }
 
+/// Copies `from` into the channel until `from` ends, then sends EOF; reads go straight
+/// into the channel's send queue.
+async fn into_channel<R>(
+    from: &mut R,
+    to: &mut ChannelWriter<'_>,
+    count: &std::sync::atomic::AtomicU64,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    loop {
+        let n = poll_fn(|cx| to.poll_read_from(cx, Pin::new(&mut *from))).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        count.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Copies what the channel receives into `to` until the server's EOF, then shuts `to`'s
+/// writing side; writes go straight from the channel's buffer.
+async fn out_of_channel<W>(
+    from: &mut ChannelReader<'_>,
+    to: &mut W,
+    count: &std::sync::atomic::AtomicU64,
+) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    loop {
+        let n = poll_fn(|cx| from.poll_write_to(cx, Pin::new(&mut *to))).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        count.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
 /// Carries bytes both ways until both sides have sent EOF, either side fails, or
 /// `cancel` fires; then closes the channel (by dropping it).
 ///
@@ -55,7 +95,7 @@ where
 /// Returns promptly when `cancel` fires.
 pub(crate) async fn pump<S>(
     socket: S,
-    channel: Channel,
+    mut channel: Channel,
     conn: &ConnectionGuard,
     cancel: &CancellationToken,
 ) -> Result<(), PumpError>
@@ -64,9 +104,9 @@ where
 {
     let counters = conn.counters();
     let (mut local_rd, mut local_wr) = tokio::io::split(socket);
-    let (mut ch_rd, mut ch_wr) = tokio::io::split(channel);
-    let up = copy_one_way(&mut local_rd, &mut ch_wr, &counters.bytes_out);
-    let down = copy_one_way(&mut ch_rd, &mut local_wr, &counters.bytes_in);
+    let (mut ch_rd, mut ch_wr) = channel.split();
+    let up = into_channel(&mut local_rd, &mut ch_wr, &counters.bytes_out);
+    let down = out_of_channel(&mut ch_rd, &mut local_wr, &counters.bytes_in);
     tokio::select! {
         _ = cancel.cancelled() => Ok(()),
         r = async { tokio::try_join!(up, down) } => r.map(|_| ()).map_err(PumpError::from),

@@ -13,13 +13,15 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes a channel's handle may queue for sending before its writes wait.
 pub(crate) const SEND_QUEUE_BYTES: usize = 256 * 1024;
 /// An empty receive buffer with more capacity than this is given back.
 const RECV_KEEP_BYTES: usize = 64 * 1024;
+/// At most this much is read in one [`ChannelWriter::poll_read_from`].
+const READ_FROM_BYTES: usize = 64 * 1024;
 
 /// The session-wide part channels need: the driver's list of channels with work to do.
 pub(crate) struct SessionShared {
@@ -254,17 +256,18 @@ impl Drop for Channel {
     }
 }
 
-impl AsyncRead for Channel {
-    fn poll_read(
-        self: Pin<&mut Self>,
+impl ChannelShared {
+    /// Takes received data with `take(data) -> Poll<io::Result<usize>>` (how much of it
+    /// was used); `Ok(0)` at the server's EOF. Window accounting as the module docs say.
+    fn poll_take(
+        &self,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let shared = &self.shared;
-        let mut state = shared.lock();
+        take: impl FnOnce(&mut Context<'_>, &[u8]) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let mut state = self.lock();
         if state.recv.is_empty() {
             if state.recv_eof || state.close_received {
-                return Poll::Ready(Ok(()));
+                return Poll::Ready(Ok(0));
             }
             if let Some(e) = state.broken() {
                 return Poll::Ready(Err(e));
@@ -272,8 +275,10 @@ impl AsyncRead for Channel {
             state.reader = Some(cx.waker().clone());
             return Poll::Pending;
         }
-        let n = state.recv.len().min(buf.remaining());
-        buf.put_slice(&state.recv[..n]);
+        let n = match take(cx, &state.recv) {
+            Poll::Ready(Ok(n)) => n.min(state.recv.len()),
+            other => return other,
+        };
         state.recv.advance(n);
         if state.recv.is_empty() && state.recv.capacity() > RECV_KEEP_BYTES {
             state.recv = BytesMut::new();
@@ -281,20 +286,19 @@ impl AsyncRead for Channel {
         // n is at most the window, a u32.
         state.consumed = state.consumed.saturating_add(n as u32);
         if state.adjust_due() {
-            shared.schedule(&mut state);
+            self.schedule(&mut state);
         }
-        Poll::Ready(Ok(()))
+        Poll::Ready(Ok(n))
     }
-}
 
-impl AsyncWrite for Channel {
-    fn poll_write(
-        self: Pin<&mut Self>,
+    /// Queues data for sending with `fill(queue, room) -> Poll<io::Result<usize>>`, which
+    /// appends at most `room` bytes to `queue` and says how many.
+    fn poll_queue(
+        &self,
         cx: &mut Context<'_>,
-        buf: &[u8],
+        fill: impl FnOnce(&mut Context<'_>, &mut BytesMut, usize) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
-        let shared = &self.shared;
-        let mut state = shared.lock();
+        let mut state = self.lock();
         if let Some(e) = state.broken() {
             return Poll::Ready(Err(e));
         }
@@ -309,14 +313,15 @@ impl AsyncWrite for Channel {
             state.writer = Some(cx.waker().clone());
             return Poll::Pending;
         }
-        let n = room.min(buf.len());
-        state.send.extend_from_slice(&buf[..n]);
-        shared.schedule(&mut state);
+        let n = std::task::ready!(fill(cx, &mut state.send, room))?;
+        if n > 0 {
+            self.schedule(&mut state);
+        }
         Poll::Ready(Ok(n))
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut state = self.shared.lock();
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut state = self.lock();
         if state.send.is_empty() {
             return Poll::Ready(Ok(()));
         }
@@ -327,9 +332,8 @@ impl AsyncWrite for Channel {
         Poll::Pending
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let shared = &self.shared;
-        let mut state = shared.lock();
+    fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut state = self.lock();
         if state.eof_sent || state.close_sent {
             return Poll::Ready(Ok(()));
         }
@@ -338,10 +342,144 @@ impl AsyncWrite for Channel {
         }
         if !state.send_eof {
             state.send_eof = true;
-            shared.schedule(&mut state);
+            self.schedule(&mut state);
         }
         state.writer = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+/// Copies received data into a caller's buffer (plain `poll_read`).
+fn read_into(_: &mut Context<'_>, data: &[u8], buf: &mut ReadBuf<'_>) -> Poll<io::Result<usize>> {
+    let n = data.len().min(buf.remaining());
+    buf.put_slice(&data[..n]);
+    Poll::Ready(Ok(n))
+}
+
+/// Appends a caller's data to the send queue (plain `poll_write`).
+fn append(
+    _: &mut Context<'_>,
+    queue: &mut BytesMut,
+    room: usize,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
+    let n = room.min(buf.len());
+    queue.extend_from_slice(&buf[..n]);
+    Poll::Ready(Ok(n))
+}
+
+impl Channel {
+    /// The reading and the writing half, for moving data both ways at once.
+    pub fn split(&mut self) -> (ChannelReader<'_>, ChannelWriter<'_>) {
+        (ChannelReader(&self.shared), ChannelWriter(&self.shared))
+    }
+}
+
+impl AsyncRead for Channel {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.shared
+            .poll_take(cx, |cx, data| read_into(cx, data, buf))
+            .map_ok(drop)
+    }
+}
+
+impl AsyncWrite for Channel {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.shared
+            .poll_queue(cx, |cx, queue, room| append(cx, queue, room, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shared.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shared.poll_shutdown(cx)
+    }
+}
+
+/// The reading half of a [`Channel`] (see [`Channel::split`]).
+pub struct ChannelReader<'a>(&'a ChannelShared);
+
+impl ChannelReader<'_> {
+    /// Writes received data straight from the channel's buffer into `to`, with no copy
+    /// in between; `Ok(0)` at the server's EOF. Only what `to` took is consumed.
+    ///
+    /// # Errors
+    /// The channel broke, or `to` failed.
+    pub fn poll_write_to<W: AsyncWrite + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut to: Pin<&mut W>,
+    ) -> Poll<io::Result<usize>> {
+        self.0
+            .poll_take(cx, |cx, data| match to.as_mut().poll_write(cx, data) {
+                Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                other => other,
+            })
+    }
+}
+
+impl AsyncRead for ChannelReader<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.0
+            .poll_take(cx, |cx, data| read_into(cx, data, buf))
+            .map_ok(drop)
+    }
+}
+
+/// The writing half of a [`Channel`] (see [`Channel::split`]).
+pub struct ChannelWriter<'a>(&'a ChannelShared);
+
+impl ChannelWriter<'_> {
+    /// Reads from `from` straight into the channel's send queue, with no copy in between;
+    /// `Ok(0)` when `from` is at its end.
+    ///
+    /// # Errors
+    /// The channel broke or was shut down, or `from` failed.
+    pub fn poll_read_from<R: AsyncRead + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut from: Pin<&mut R>,
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_queue(cx, |cx, queue, room| {
+            let before = queue.len();
+            queue.reserve(room.min(READ_FROM_BYTES));
+            let mut limited = queue.limit(room);
+            let got = tokio_util::io::poll_read_buf(from.as_mut(), cx, &mut limited);
+            got.map_ok(|_| queue.len() - before)
+        })
+    }
+}
+
+impl AsyncWrite for ChannelWriter<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0
+            .poll_queue(cx, |cx, queue, room| append(cx, queue, room, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_shutdown(cx)
     }
 }
 
