@@ -328,11 +328,37 @@ async fn run_figures(
             }
         }
     }
+    cases.push((
+        &report::BESIDE_SLOW,
+        Figure::BesideSlowReader(started.local.source),
+    ));
     cases.push((&report::CONN_RATE, Figure::ConnRate(started.local.echo)));
+    let pids = started.pids();
+    // This round's solo figure, for the share kept beside a slow reader.
+    let mut solo_s2c = None;
     for (metric, figure) in cases {
         let ok = match figure {
             Figure::Bulk(entry, dir, streams) => {
-                let got = measure::bulk_gbps(entry, dir, streams, plan.bulk_window, sink).await;
+                let got = measure::bulk(entry, dir, streams, plan.bulk_window, sink, &pids).await;
+                let cpu_metric = match (metric.key, &got) {
+                    ("local_c2s_1", Ok(_)) => Some(&report::CPU_PER_GIB[0]),
+                    ("local_s2c_1", Ok(b)) => {
+                        solo_s2c = Some(b.gbps);
+                        Some(&report::CPU_PER_GIB[1])
+                    }
+                    _ => None,
+                };
+                if let (Some(m), Ok(b)) = (cpu_metric, &got) {
+                    record(results, tag, c, m, Ok(b.cpu_ms_per_gib));
+                }
+                record(results, tag, c, metric, got.map(|b| b.gbps))
+            }
+            Figure::BesideSlowReader(entry) => {
+                let got = beside_slow_reader(entry, plan, sink, &pids).await;
+                if let (Ok(gbps), Some(solo)) = (&got, solo_s2c) {
+                    let share = 100.0 * gbps / solo;
+                    record(results, tag, c, &report::BESIDE_SLOW_SHARE, Ok(share));
+                }
                 record(results, tag, c, metric, got)
             }
             Figure::ConnRate(entry) => {
@@ -371,9 +397,33 @@ fn record_latency(
     }
 }
 
+/// One -L server→client stream through `entry` while a [`measure::SlowReader`] reads
+/// another download through it; fails if the slow reader's connection is cut meanwhile.
+async fn beside_slow_reader(
+    entry: u16,
+    plan: &Plan,
+    sink: &DiscardServer,
+    pids: &std::collections::BTreeSet<i32>,
+) -> anyhow::Result<f64> {
+    let slow = measure::SlowReader::start(entry).await?;
+    let got = measure::bulk(
+        entry,
+        Direction::ServerToClient,
+        1,
+        plan.bulk_window,
+        sink,
+        pids,
+    )
+    .await;
+    let read = slow.stop().await?;
+    anyhow::ensure!(read > 0, "the slow reader got nothing");
+    Ok(got?.gbps)
+}
+
 /// One figure of a round, with the entry port it goes through.
 enum Figure {
     Bulk(u16, Direction, usize),
+    BesideSlowReader(u16),
     ConnRate(u16),
 }
 

@@ -103,19 +103,29 @@ pub enum Direction {
     ServerToClient,
 }
 
+/// What one bulk test measured over its window.
+#[derive(Clone, Copy, Debug)]
+pub struct Bulk {
+    pub gbps: f64,
+    /// CPU time of the contender's processes per GiB carried, in milliseconds.
+    pub cpu_ms_per_gib: f64,
+}
+
 /// Opens `streams` connections to `entry` (a forward's entry port) and moves data `dir`
-/// for [`BULK_WARMUP`] + `window`; returns the goodput in Gbit/s over the window alone.
-/// `sink` is the discard server behind the forward, read for [`Direction::ClientToServer`].
+/// for [`BULK_WARMUP`] + `window`; returns the goodput over the window alone, and the CPU
+/// time `contender` (its processes) spent meanwhile. `sink` is the discard server behind
+/// the forward, read for [`Direction::ClientToServer`].
 ///
 /// # Errors
 /// A connect fails or times out, or no byte moved during the window (a stalled forward).
-pub async fn bulk_gbps(
+pub async fn bulk(
     entry: u16,
     dir: Direction,
     streams: usize,
     window: Duration,
     sink: &DiscardServer,
-) -> anyhow::Result<f64> {
+    contender: &BTreeSet<i32>,
+) -> anyhow::Result<Bulk> {
     let counter = match dir {
         Direction::ClientToServer => sink.received(),
         Direction::ServerToClient => Arc::new(AtomicU64::new(0)),
@@ -148,8 +158,10 @@ pub async fn bulk_gbps(
     }
     sleep(BULK_WARMUP).await;
     let (t0, b0) = (Instant::now(), counter.load(Ordering::Relaxed));
+    let cpu0 = cpu_secs(contender).run_secs;
     sleep(window).await;
     let (t1, b1) = (Instant::now(), counter.load(Ordering::Relaxed));
+    let cpu1 = cpu_secs(contender).run_secs;
     let ended_early = tasks.try_join_next().is_some();
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
@@ -160,7 +172,65 @@ pub async fn bulk_gbps(
     if ended_early {
         bail!("a stream through port {entry} ended during the test ({dir:?})");
     }
-    Ok((b1 - b0) as f64 * 8.0 / (t1 - t0).as_secs_f64() / 1e9)
+    let bytes = (b1 - b0) as f64;
+    Ok(Bulk {
+        gbps: bytes * 8.0 / (t1 - t0).as_secs_f64() / 1e9,
+        cpu_ms_per_gib: (cpu1 - cpu0) * 1e3 / (bytes / f64::from(1u32 << 30)),
+    })
+}
+
+/// The pace of [`SlowReader`].
+pub const SLOW_READER_BYTES_PER_SEC: u64 = 1024 * 1024;
+/// How often [`SlowReader`] takes its share.
+const SLOW_READER_TICK: Duration = Duration::from_millis(20);
+
+/// A download through a forward read at [`SLOW_READER_BYTES_PER_SEC`] (a phone on a bad
+/// link, a receiver writing to an SD card): the sender fills the forward's buffers for it
+/// and the forwarder has to hold them back without slowing anything else.
+pub struct SlowReader {
+    task: JoinHandle<anyhow::Result<()>>,
+    read: Arc<AtomicU64>,
+}
+
+impl SlowReader {
+    /// Connects to `entry`, a forward to a source server, and starts reading.
+    ///
+    /// # Errors
+    /// The connect fails.
+    pub async fn start(entry: u16) -> anyhow::Result<SlowReader> {
+        let mut s = connect(entry).await?;
+        let read = Arc::new(AtomicU64::new(0));
+        let counter = read.clone();
+        let task = tokio::spawn(async move {
+            let per_tick = SLOW_READER_BYTES_PER_SEC * SLOW_READER_TICK.as_millis() as u64 / 1000;
+            let mut buf = vec![0u8; per_tick as usize];
+            let mut tick = tokio::time::interval(SLOW_READER_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                s.read_exact(&mut buf).await.with_context(|| {
+                    let total = counter.load(Ordering::Relaxed);
+                    format!("the slow reader's connection ended after {total} bytes")
+                })?;
+                counter.fetch_add(per_tick, Ordering::Relaxed);
+            }
+        });
+        Ok(SlowReader { task, read })
+    }
+
+    /// Stops reading; the bytes read, or why its connection ended before.
+    ///
+    /// # Errors
+    /// The connection ended or failed while it was reading.
+    pub async fn stop(self) -> anyhow::Result<u64> {
+        if self.task.is_finished() {
+            self.task.await.context("the slow reader panicked")??;
+        } else {
+            self.task.abort();
+            sleep(BULK_SETTLE).await;
+        }
+        Ok(self.read.load(Ordering::Relaxed))
+    }
 }
 
 /// 1-byte ping-pong latency percentiles, in microseconds.

@@ -94,6 +94,42 @@ pub const BULK: [Metric; 8] = [
         true,
     ),
 ];
+/// Contender CPU (its whole process tree, not sshd) per GiB carried, during the
+/// 1-stream -L windows: unlike throughput, it does not depend on how the few cores of a
+/// small machine are shared between the bench, sshd and the contender.
+pub const CPU_PER_GIB: [Metric; 2] = [
+    metric(
+        "local_c2s_1_cpu",
+        "-L client→server, 1 stream, CPU per GiB",
+        "-L c→s CPU",
+        "ms",
+        false,
+    ),
+    metric(
+        "local_s2c_1_cpu",
+        "-L server→client, 1 stream, CPU per GiB",
+        "-L s→c CPU",
+        "ms",
+        false,
+    ),
+];
+/// One -L server→client stream while another connection of the same forward reads a
+/// download at [`crate::measure::SLOW_READER_BYTES_PER_SEC`].
+pub const BESIDE_SLOW: Metric = metric(
+    "local_s2c_1_beside_slow_reader",
+    "-L server→client, 1 stream beside a 1 MiB/s reader",
+    "-L s→c beside slow",
+    "Gbit/s",
+    true,
+);
+/// [`BESIDE_SLOW`] over the same round's solo `local_s2c_1`.
+pub const BESIDE_SLOW_SHARE: Metric = metric(
+    "local_s2c_1_beside_slow_reader_share",
+    "-L server→client beside a 1 MiB/s reader, share of solo",
+    "share of solo",
+    "%",
+    true,
+);
 pub const LATENCY_P50: Metric =
     metric("latency_p50", "-L 1-byte ping-pong p50", "p50", "µs", false);
 pub const LATENCY_P99: Metric =
@@ -130,7 +166,11 @@ const LATENCIES: [&Metric; 4] = [
 
 /// Every per-round metric, in table order.
 pub fn all_metrics() -> impl Iterator<Item = &'static Metric> {
-    BULK.iter().chain(LATENCIES).chain([&CONN_RATE])
+    BULK.iter()
+        .chain(&CPU_PER_GIB)
+        .chain([&BESIDE_SLOW, &BESIDE_SLOW_SHARE])
+        .chain(LATENCIES)
+        .chain([&CONN_RATE])
 }
 
 /// Facts about the machine, printed above the table.
@@ -288,7 +328,8 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(
             out,
             "Medians over rounds; in brackets, the ratio to the better `ssh -N` \
-             (throughput and conn/s: higher is better; latency: lower is better).\n"
+             (throughput, share and conn/s: higher is better; CPU and latency: lower is \
+             better). CPU per GiB is the contender's own (sshd's is the same for all).\n"
         );
         let mut header = "| |".to_owned();
         let mut rule = "|---|".to_owned();
