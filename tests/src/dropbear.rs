@@ -567,31 +567,12 @@ fn run(mut cmd: Command, what: &str) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client_run::{CLIENT_RUN_TIMEOUT, assert_ran, run};
     use crate::net::{echo_roundtrip, free_port, wait_port_open, wait_until};
     use tokio::time::timeout;
 
-    /// Upper bound for one client run in these tests.
-    const CLIENT_RUN_TIMEOUT: Duration = Duration::from_secs(30);
     /// The version Debian 12's dropbear-bin reports.
     const DROPBEAR_VERSION: &str = "dropbear_2022.83";
-
-    async fn output(mut cmd: tokio::process::Command, remote: &[&str]) -> std::process::Output {
-        cmd.args(remote);
-        timeout(CLIENT_RUN_TIMEOUT, cmd.output())
-            .await
-            .expect("the client did not exit in time")
-            .expect("run the client")
-    }
-
-    fn assert_ok(out: &std::process::Output, what: &str, server: &Dropbear) {
-        assert!(
-            out.status.success(),
-            "{what}: {}\nstderr: {}\ndropbear log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            server.log()
-        );
-    }
 
     #[tokio::test]
     async fn every_host_key_type_is_offered_as_known_hosts_says() {
@@ -617,23 +598,28 @@ mod tests {
                 .arg(server.port().to_string())
                 .arg("127.0.0.1")
                 .kill_on_drop(true);
-            let out = output(scan, &[]).await;
-            assert_ok(&out, "ssh-keyscan", &server);
+            let out = run(scan, &[]).await;
+            assert_ran(&out, "ssh-keyscan", "dropbear", &server.log());
             assert_eq!(
                 String::from_utf8_lossy(&out.stdout),
                 std::fs::read_to_string(server.known_hosts()).unwrap(),
                 "{kind:?}"
             );
-            let out = output(server.ssh_command(), &["true"]).await;
-            assert_ok(&out, &format!("ssh login, host key {kind:?}"), &server);
+            let out = run(server.ssh_command(), &["true"]).await;
+            assert_ran(
+                &out,
+                &format!("ssh login, host key {kind:?}"),
+                "dropbear",
+                &server.log(),
+            );
         }
     }
 
     #[tokio::test]
     async fn dbclient_logs_in_with_strict_checking_and_the_real_home_is_untouched() {
         let server = Dropbear::start().await.unwrap();
-        let out = output(server.dbclient_command(), &["echo", "dbclient-in"]).await;
-        assert_ok(&out, "dbclient login", &server);
+        let out = run(server.dbclient_command(), &["echo", "dbclient-in"]).await;
+        assert_ran(&out, "dbclient login", "dropbear", &server.log());
         assert_eq!(String::from_utf8_lossy(&out.stdout), "dbclient-in\n");
         wait_until(Duration::from_secs(5), "the auth line", || {
             server.count_in_log("Pubkey auth succeeded for") == 1
@@ -648,7 +634,7 @@ mod tests {
             format!("127.0.0.1 {}\n", other.host_key_pub()),
         )
         .unwrap();
-        let out = output(server.dbclient_command(), &["true"]).await;
+        let out = run(server.dbclient_command(), &["true"]).await;
         assert!(!out.status.success(), "dbclient accepted a wrong host key");
         assert_eq!(server.count_in_log("Pubkey auth succeeded for"), 1);
 
@@ -714,14 +700,19 @@ mod tests {
         args[i + 1] = stranger.display().to_string();
         let mut cmd = tokio::process::Command::new("ssh");
         cmd.args(&args).kill_on_drop(true);
-        let out = output(cmd, &["true"]).await;
+        let out = run(cmd, &["true"]).await;
         assert!(!out.status.success(), "an unauthorized key logged in");
         server
             .add_authorized_line(&keys::public_key_line(&stranger).unwrap())
             .unwrap();
         let mut cmd = tokio::process::Command::new("ssh");
         cmd.args(&args).kill_on_drop(true);
-        let out = output(cmd, &["true"]).await;
-        assert_ok(&out, "ssh with the now authorized ecdsa-384 key", &server);
+        let out = run(cmd, &["true"]).await;
+        assert_ran(
+            &out,
+            "ssh with the now authorized ecdsa-384 key",
+            "dropbear",
+            &server.log(),
+        );
     }
 }

@@ -19,6 +19,8 @@
 //! message naming what it waited for. Everything binds to loopback addresses only.
 
 pub mod build;
+#[cfg(test)]
+mod client_run;
 pub mod dropbear;
 pub mod keys;
 pub mod modern_sshd;

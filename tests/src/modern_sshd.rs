@@ -122,29 +122,7 @@ impl DerefMut for ModernSshd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-    use tokio::time::timeout;
-
-    /// Upper bound for one client run in these tests.
-    const CLIENT_RUN_TIMEOUT: Duration = Duration::from_secs(30);
-
-    async fn output(mut cmd: tokio::process::Command) -> std::process::Output {
-        cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
-        timeout(CLIENT_RUN_TIMEOUT, cmd.output())
-            .await
-            .expect("the client did not exit in time")
-            .expect("run the client")
-    }
-
-    fn assert_ok(out: &std::process::Output, what: &str, sshd: &Sshd) {
-        assert!(
-            out.status.success(),
-            "{what}: {}\nstderr: {}\nsshd log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            sshd.log()
-        );
-    }
+    use crate::client_run::{assert_ran, run};
 
     #[test]
     fn parses_versions() {
@@ -209,8 +187,8 @@ mod tests {
             .arg("/usr/bin/ssh")
             .args(&args)
             .arg("true");
-        let out = output(cmd).await;
-        assert_ok(&out, "the root's ssh with mlkem", &sshd);
+        let out = run(cmd, &[]).await;
+        assert_ran(&out, "the root's ssh with mlkem", "sshd", &sshd.log());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains("kex: algorithm: mlkem768x25519-sha256"),
@@ -225,8 +203,8 @@ mod tests {
         cmd.args(["-v", "-o", "KexAlgorithms=curve25519-sha256"])
             .args(sshd.ssh_args())
             .args(["echo", "modern"]);
-        let out = output(cmd).await;
-        assert_ok(&out, "ssh 9.2 into the modern sshd", &sshd);
+        let out = run(cmd, &[]).await;
+        assert_ran(&out, "ssh 9.2 into the modern sshd", "sshd", &sshd.log());
         assert_eq!(String::from_utf8_lossy(&out.stdout), "modern\n");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(

@@ -1033,27 +1033,7 @@ mod tests;
 #[cfg(test)]
 mod kit_tests {
     use super::*;
-
-    /// Upper bound for one client run in these tests.
-    const CLIENT_RUN_TIMEOUT: Duration = Duration::from_secs(30);
-
-    async fn output(mut cmd: tokio::process::Command) -> std::process::Output {
-        cmd.kill_on_drop(true).stdin(Stdio::null());
-        timeout(CLIENT_RUN_TIMEOUT, cmd.output())
-            .await
-            .expect("the client did not exit in time")
-            .expect("run the client")
-    }
-
-    fn assert_ok(out: &std::process::Output, what: &str, sshd: &Sshd) {
-        assert!(
-            out.status.success(),
-            "{what}: {}\nstderr: {}\nsshd log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            sshd.log()
-        );
-    }
+    use crate::client_run::{assert_ran, run};
 
     /// `ssh EXTRA... SSH_ARGS... true`: `sshd.ssh_args()` with `extra` options before them.
     fn ssh(sshd: &Sshd, extra: &[&str]) -> tokio::process::Command {
@@ -1087,16 +1067,21 @@ mod kit_tests {
             scan.args(["-t", kind.key_name(), "-p"])
                 .arg(sshd.port().to_string())
                 .arg("127.0.0.1");
-            let out = output(scan).await;
-            assert_ok(&out, "ssh-keyscan", &sshd);
+            let out = run(scan, &[]).await;
+            assert_ran(&out, "ssh-keyscan", "sshd", &sshd.log());
             assert_eq!(
                 String::from_utf8_lossy(&out.stdout),
                 std::fs::read_to_string(sshd.known_hosts()).unwrap(),
                 "{kind:?}"
             );
             let alg = format!("HostKeyAlgorithms={}", kind.signature_algorithms()[0]);
-            let out = output(ssh(&sshd, &["-v", "-o", &alg])).await;
-            assert_ok(&out, &format!("login, host key {kind:?}"), &sshd);
+            let out = run(ssh(&sshd, &["-v", "-o", &alg]), &[]).await;
+            assert_ran(
+                &out,
+                &format!("login, host key {kind:?}"),
+                "sshd",
+                &sshd.log(),
+            );
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(
                 stderr.contains(&format!(
@@ -1129,8 +1114,8 @@ mod kit_tests {
             format!("@cert-authority [127.0.0.1]:{} {ca}\n", sshd.port())
         );
         let kh = format!("UserKnownHostsFile={}", ca_file.display());
-        let out = output(ssh(&sshd, &["-v", "-o", &kh])).await;
-        assert_ok(&out, "login trusting the host CA", &sshd);
+        let out = run(ssh(&sshd, &["-v", "-o", &kh]), &[]).await;
+        assert_ran(&out, "login trusting the host CA", "sshd", &sshd.log());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains("Server host certificate: ecdsa-sha2-nistp256-cert-v01@openssh.com"),
@@ -1145,7 +1130,7 @@ mod kit_tests {
             format!("@cert-authority [127.0.0.1]:{} {ca}\n", plain.port()),
         )
         .unwrap();
-        let out = output(ssh(&plain, &[])).await;
+        let out = run(ssh(&plain, &[]), &[]).await;
         assert!(!out.status.success(), "a CA line trusted a bare host key");
     }
 
@@ -1169,15 +1154,15 @@ mod kit_tests {
             cmd.args(args).arg("true");
             cmd
         };
-        let out = output(with_key(&key)).await;
+        let out = run(with_key(&key), &[]).await;
         assert!(
             !out.status.success(),
             "an unlisted key logged in without a cert"
         );
         let cert = sshd.sign_user_key(&key, &sshd.user()).unwrap();
         assert!(cert.is_file());
-        let out = output(with_key(&key)).await;
-        assert_ok(&out, "login with the user certificate", &sshd);
+        let out = run(with_key(&key), &[]).await;
+        assert_ran(&out, "login with the user certificate", "sshd", &sshd.log());
         sshd.wait_log("ECDSA-CERT", Duration::from_secs(5))
             .await
             .unwrap();
@@ -1219,8 +1204,8 @@ mod kit_tests {
                 "sshd -T has no {line:?}:\n{config}"
             );
         }
-        let out = output(ssh(&sshd, &["-v"])).await;
-        assert_ok(&out, "login within the restrictions", &sshd);
+        let out = run(ssh(&sshd, &["-v"]), &[]).await;
+        assert_ran(&out, "login within the restrictions", "sshd", &sshd.log());
         let stderr = String::from_utf8_lossy(&out.stderr);
         for needle in [
             "kex: algorithm: curve25519-sha256",
@@ -1229,10 +1214,13 @@ mod kit_tests {
         ] {
             assert!(stderr.contains(needle), "no {needle:?} in:\n{stderr}");
         }
-        let out = output(ssh(
-            &sshd,
-            &["-o", "KexAlgorithms=diffie-hellman-group14-sha256"],
-        ))
+        let out = run(
+            ssh(
+                &sshd,
+                &["-o", "KexAlgorithms=diffie-hellman-group14-sha256"],
+            ),
+            &[],
+        )
         .await;
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1247,7 +1235,7 @@ mod kit_tests {
         args[i + 1] = ecdsa.display().to_string();
         let mut cmd = tokio::process::Command::new("ssh");
         cmd.args(args).arg("true");
-        let out = output(cmd).await;
+        let out = run(cmd, &[]).await;
         assert!(
             !out.status.success(),
             "an ecdsa key passed PubkeyAcceptedAlgorithms ssh-ed25519"

@@ -1,27 +1,6 @@
 use super::*;
+use crate::client_run::{CLIENT_RUN_TIMEOUT, assert_ran, run};
 use crate::net::{wait_port_open, wait_until};
-
-/// Upper bound for one `ssh` client run in these tests.
-const SSH_RUN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Runs `ssh ARGS... true`-style commands and returns the output (bounded).
-async fn ssh(mut cmd: tokio::process::Command, remote: &[&str]) -> std::process::Output {
-    cmd.args(remote);
-    timeout(SSH_RUN_TIMEOUT, cmd.output())
-        .await
-        .expect("ssh did not exit in time")
-        .expect("run ssh")
-}
-
-fn assert_ok(out: &std::process::Output, what: &str, sshd: &Sshd) {
-    assert!(
-        out.status.success(),
-        "{what}: {}\nstderr: {}\nsshd log:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        sshd.log()
-    );
-}
 
 #[tokio::test]
 async fn login_with_generated_keys_and_strict_known_hosts() {
@@ -48,8 +27,8 @@ async fn login_with_generated_keys_and_strict_known_hosts() {
     cmd.arg("-p").arg(sshd.port().to_string());
     cmd.arg(format!("{}@127.0.0.1", sshd.user()))
         .kill_on_drop(true);
-    let out = ssh(cmd, &["echo", "logged-in"]).await;
-    assert_ok(&out, "ssh login", &sshd);
+    let out = run(cmd, &["echo", "logged-in"]).await;
+    assert_ran(&out, "ssh login", "sshd", &sshd.log());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "logged-in\n");
     sshd.wait_log("Accepted publickey", Duration::from_secs(5))
         .await
@@ -67,7 +46,7 @@ async fn wrong_host_key_is_refused() {
         format!("[127.0.0.1]:{} {}\n", sshd.port(), other.host_key_pub()),
     )
     .unwrap();
-    let out = ssh(sshd.ssh_command(), &["true"]).await;
+    let out = run(sshd.ssh_command(), &["true"]).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -96,15 +75,15 @@ async fn extra_keys_of_each_kind() {
         let key = sshd
             .generate_client_key(&format!("k-{kind}"), kind, true)
             .unwrap();
-        let out = ssh(ssh_with_key(&sshd, &key), &["true"]).await;
-        assert_ok(&out, kind, &sshd);
+        let out = run(ssh_with_key(&sshd, &key), &["true"]).await;
+        assert_ran(&out, kind, "sshd", &sshd.log());
     }
     assert_eq!(sshd.count_in_log("Accepted publickey"), 3);
 
     let unauthorized = sshd
         .generate_client_key("stranger", "ed25519", false)
         .unwrap();
-    let out = ssh(ssh_with_key(&sshd, &unauthorized), &["true"]).await;
+    let out = run(ssh_with_key(&sshd, &unauthorized), &["true"]).await;
     assert!(!out.status.success(), "an unauthorized key logged in");
     assert!(
         sshd.generate_client_key("../escape", "ed25519", true)
@@ -135,7 +114,7 @@ async fn extra_config_comes_first_and_wins() {
     let sshd = Sshd::start_with(opts).await.unwrap();
     let cfg = std::fs::read_to_string(sshd.dir().join("sshd_config")).unwrap();
     assert!(cfg.starts_with("PubkeyAuthentication no\n"), "{cfg}");
-    let out = ssh(sshd.ssh_command(), &["true"]).await;
+    let out = run(sshd.ssh_command(), &["true"]).await;
     assert!(!out.status.success(), "pubkey login worked though disabled");
 }
 
@@ -164,8 +143,8 @@ async fn kill_sessions_ends_clients_and_keeps_the_listener() {
     .await
     .unwrap();
 
-    let out = ssh(sshd.ssh_command(), &["true"]).await;
-    assert_ok(&out, "login after kill_sessions", &sshd);
+    let out = run(sshd.ssh_command(), &["true"]).await;
+    assert_ran(&out, "login after kill_sessions", "sshd", &sshd.log());
 }
 
 #[tokio::test]
@@ -188,14 +167,14 @@ async fn stop_then_restart_on_the_same_port() {
         .expect("ssh session survived stop")
         .unwrap();
     assert!(TcpStream::connect(sshd.addr()).await.is_err());
-    let out = ssh(sshd.ssh_command(), &["true"]).await;
+    let out = run(sshd.ssh_command(), &["true"]).await;
     assert!(!out.status.success());
 
     sshd.restart().await.unwrap();
     assert_eq!(sshd.port(), port);
     assert!(sshd.is_running());
-    let out = ssh(sshd.ssh_command(), &["true"]).await;
-    assert_ok(&out, "login after restart", &sshd);
+    let out = run(sshd.ssh_command(), &["true"]).await;
+    assert_ran(&out, "login after restart", "sshd", &sshd.log());
     assert_eq!(sshd.count_in_log(LISTENING_LINE), 2, "log keeps both runs");
 
     // Restart while running stops first.
@@ -203,8 +182,8 @@ async fn stop_then_restart_on_the_same_port() {
     wait_port_open(sshd.addr(), Duration::from_secs(5))
         .await
         .unwrap();
-    let out = ssh(sshd.ssh_command(), &["true"]).await;
-    assert_ok(&out, "login after second restart", &sshd);
+    let out = run(sshd.ssh_command(), &["true"]).await;
+    assert_ran(&out, "login after second restart", "sshd", &sshd.log());
 }
 
 #[tokio::test]
@@ -255,8 +234,8 @@ async fn several_servers_at_once_on_a_multi_thread_runtime() {
     ports.dedup();
     assert_eq!(ports.len(), 3);
     for sshd in &all {
-        let out = ssh(sshd.ssh_command(), &["true"]).await;
-        assert_ok(&out, "login", sshd);
+        let out = run(sshd.ssh_command(), &["true"]).await;
+        assert_ran(&out, "login", "sshd", &sshd.log());
     }
 }
 
@@ -279,8 +258,8 @@ async fn restart_waits_out_a_port_held_for_a_moment() {
     };
     let (restarted, ()) = tokio::join!(sshd.restart(), release);
     restarted.unwrap();
-    let out = ssh(sshd.ssh_command(), &["true"]).await;
-    assert_ok(&out, "login after the port came back", &sshd);
+    let out = run(sshd.ssh_command(), &["true"]).await;
+    assert_ran(&out, "login after the port came back", "sshd", &sshd.log());
 }
 
 #[tokio::test]
@@ -302,7 +281,7 @@ async fn direct_tcpip_hops_are_logged() {
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"through the hop\n").await.unwrap();
     drop(stdin);
-    let out = timeout(SSH_RUN_TIMEOUT, child.wait_with_output())
+    let out = timeout(CLIENT_RUN_TIMEOUT, child.wait_with_output())
         .await
         .unwrap()
         .unwrap();
@@ -339,8 +318,8 @@ async fn listens_on_ipv6_loopback() {
         kh.starts_with(&format!("[::1]:{} ssh-ed25519 ", sshd.port())),
         "{kh}"
     );
-    let out = ssh(sshd.ssh_command(), &["true"]).await;
-    assert_ok(&out, "login over ::1", &sshd);
+    let out = run(sshd.ssh_command(), &["true"]).await;
+    assert_ran(&out, "login over ::1", "sshd", &sshd.log());
     assert!(
         Sshd::start_with(SshdOptions {
             listen: "192.0.2.1".parse().unwrap(),
