@@ -88,6 +88,13 @@ impl Outgoing {
 
     /// Frames one packet whose payload `write` appends to the buffer it is given.
     pub(crate) fn packet(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        // While the socket takes the output a part at a time, the buffer never empties:
+        // drop what was written once it outweighs what waits, or a long transfer over a
+        // slow link would keep all of itself. Each byte is moved at most once this way.
+        if self.pos > 0 && self.pos >= self.buf.len() - self.pos {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0u8; 5]);
         write(&mut self.buf);
@@ -341,6 +348,29 @@ mod tests {
             }
         }
         out
+    }
+
+    /// A socket that never takes all of the output (a slow uplink) while more is framed:
+    /// the buffer holds what waits, not everything ever sent.
+    #[test]
+    fn output_written_a_part_at_a_time_stays_bounded() {
+        let mut out = Outgoing::new();
+        let payload = vec![7u8; 32 * 1024];
+        let mut framed = 0usize;
+        for _ in 0..2_000 {
+            while out.pending_len() < 256 * 1024 {
+                out.packet(|b| b.extend_from_slice(&payload));
+                framed += payload.len();
+            }
+            let take = out.pending_len() - 1_000;
+            out.written(take);
+            assert!(
+                out.buf.len() <= 2 * (256 * 1024 + 2 * payload.len()),
+                "{} bytes held after {framed} framed",
+                out.buf.len()
+            );
+        }
+        assert!(framed > 60 * 1024 * 1024);
     }
 
     #[test]
