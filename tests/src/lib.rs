@@ -13,10 +13,13 @@
 //!   listeners, `curl`.
 //! - [`socks`]: SOCKS4, SOCKS4a and SOCKS5 CONNECT clients.
 //! - [`proxy`]: a fault-injecting TCP proxy (black hole, refuse, reset every connection).
+//! - [`netlab`]: a box behind real NAT routers and a public host, in network namespaces,
+//!   with network faults (lost mappings, uplink switch, link flap, renewal, rate limit).
 //! - `procs` (private): the process tree under a pid, read from `/proc`.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline and fails with a
-//! message naming what it waited for. Everything binds to loopback addresses only.
+//! message naming what it waited for. Everything binds to loopback addresses, or to
+//! addresses inside the namespaces of a [`netlab::NatLab`].
 
 pub mod build;
 #[cfg(test)]
@@ -25,6 +28,7 @@ pub mod dropbear;
 pub mod keys;
 pub mod modern_sshd;
 pub mod net;
+pub mod netlab;
 mod procs;
 pub mod proxy;
 pub mod servers;

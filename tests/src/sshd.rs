@@ -194,6 +194,9 @@ pub struct SshdOptions {
     /// config are as seen from inside. Default `None`: this system's sshd. See
     /// [`crate::modern_sshd::ModernSshd`].
     pub root: Option<PathBuf>,
+    /// Run sshd inside this network namespace (a [`crate::netlab::Netns`] name); `listen`
+    /// is then an address inside it, not necessarily loopback. Default `None`.
+    pub netns: Option<String>,
 }
 
 impl Default for SshdOptions {
@@ -205,6 +208,7 @@ impl Default for SshdOptions {
             host_certificate: false,
             user_ca: false,
             root: None,
+            netns: None,
         }
     }
 }
@@ -257,7 +261,7 @@ impl Sshd {
     /// Key generation or `sshd -t` failing (its output is in the error), sshd exiting, or no
     /// banner within [`READY_TIMEOUT`] (sshd's log is in the error).
     pub async fn start_with(opts: SshdOptions) -> anyhow::Result<Sshd> {
-        if !opts.listen.is_loopback() {
+        if !opts.listen.is_loopback() && opts.netns.is_none() {
             bail!(
                 "sshd for tests listens on loopback only, not {}",
                 opts.listen
@@ -331,7 +335,16 @@ impl Sshd {
         };
         let mut last_err = None;
         for attempt in 0..MAX_BIND_ATTEMPTS {
-            sshd.port = free_port(sshd.opts.listen);
+            sshd.port = match &sshd.opts.netns {
+                Some(ns) => {
+                    let ip = sshd.opts.listen;
+                    crate::netlab::enter(ns, move || {
+                        Ok(std::net::TcpListener::bind((ip, 0))?.local_addr()?.port())
+                    })
+                    .with_context(|| format!("find a free port in namespace {ns}"))?
+                }
+                None => free_port(sshd.opts.listen),
+            };
             sshd.write_config()?;
             if attempt == 0 {
                 sshd.check_config()?;
@@ -662,13 +675,18 @@ impl Sshd {
 
     /// A command running this server's sshd binary with `-f CONFIG` and `args`.
     fn sshd_command(&self, args: &[&str]) -> Command {
-        let mut cmd = match &self.opts.root {
-            Some(root) => {
+        let mut cmd = match (&self.opts.root, &self.opts.netns) {
+            (Some(root), _) => {
                 let mut c = Command::new(CHROOT_PATH);
                 c.arg(root).arg(SSHD_PATH);
                 c
             }
-            None => Command::new(SSHD_PATH),
+            (None, Some(ns)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, SSHD_PATH]);
+                c
+            }
+            (None, None) => Command::new(SSHD_PATH),
         };
         cmd.args(args).arg("-f").arg(self.inside(&self.config));
         cmd
@@ -798,7 +816,7 @@ PrintMotd no
             // Only our own sshd logs this line: a banner on the port before it could come
             // from whoever else holds the port.
             if since_spawn(&self.log, LISTENING_LINE)
-                && let Some(banner) = probe_banner(self.addr(), OPENSSH_BANNER_PREFIX).await
+                && let Some(banner) = self.probe_banner().await
             {
                 self.banner = banner;
                 return Ok(Ready::Yes);
@@ -842,9 +860,30 @@ const MAX_BANNER_BYTES: usize = 255;
 
 /// Connects and reads the server's identification line: `Some(line)` without CR LF when it
 /// starts with `prefix`.
+impl Sshd {
+    /// [`probe_banner`] from wherever sshd runs (its namespace, if it has one).
+    async fn probe_banner(&self) -> Option<String> {
+        match &self.opts.netns {
+            Some(ns) => {
+                let s = crate::netlab::connect_in(ns, self.addr()).await.ok()?;
+                read_banner(s, OPENSSH_BANNER_PREFIX).await
+            }
+            None => probe_banner(self.addr(), OPENSSH_BANNER_PREFIX).await,
+        }
+    }
+}
+
 pub(crate) async fn probe_banner(addr: SocketAddr, prefix: &str) -> Option<String> {
+    let s = timeout(BANNER_PROBE_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    read_banner(s, prefix).await
+}
+
+/// The first line `s` sends, if it starts with `prefix` (bounded in size and time).
+async fn read_banner(mut s: TcpStream, prefix: &str) -> Option<String> {
     let probe = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
         let mut buf = Vec::new();
         let mut chunk = [0u8; 256];
         while !buf.contains(&b'\n') && buf.len() < MAX_BANNER_BYTES {
