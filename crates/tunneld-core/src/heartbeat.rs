@@ -2,9 +2,10 @@
 //! `ServerAliveCountMax` do in ssh: a path that silently drops everything (a NAT that
 //! forgot us, no FIN, no RST) is noticed within `interval × count`.
 //!
-//! A probe goes out every `interval`; the session is dead when no probe has been answered
-//! for `interval × count`. russh's own keepalive declares death only after
-//! `(count + 1) × interval`, so it is left off and this runs instead.
+//! A probe goes out every `interval`; the session is dead when nothing came from the
+//! server for `interval × count`: neither a probe's answer nor anything else. As in
+//! OpenSSH, any packet is a sign of life: behind a saturated slow uplink a probe's answer
+//! can take longer than the window while the server's window adjusts keep arriving.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,8 @@ use tokio::time::Instant;
 pub(crate) trait Probe: Send + Sync {
     /// Sends one probe and waits for its answer. `false` when the session is gone.
     fn ping(&self) -> impl Future<Output = bool> + Send;
+    /// When the peer last sent anything at all.
+    fn last_heard(&self) -> Instant;
 }
 
 /// Why [`watch`] returned.
@@ -73,6 +76,11 @@ pub(crate) async fn watch<P: Probe>(
                 unanswered = 0;
             }
             _ = tokio::time::sleep_until(last_answer + window) => {
+                let heard = peer.last_heard();
+                if heard > last_answer {
+                    last_answer = heard;
+                    continue;
+                }
                 return Verdict::Silent { unanswered };
             }
         }
@@ -90,6 +98,7 @@ mod tests {
         silent: AtomicBool,
         closed: AtomicBool,
         pings: AtomicU32,
+        heard: std::sync::Mutex<Option<Instant>>,
     }
 
     impl FakePeer {
@@ -99,6 +108,7 @@ mod tests {
                 silent: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 pings: AtomicU32::new(0),
+                heard: std::sync::Mutex::new(None),
             }
         }
     }
@@ -114,6 +124,12 @@ mod tests {
             }
             tokio::time::sleep(self.delay).await;
             true
+        }
+
+        fn last_heard(&self) -> Instant {
+            // Nothing but the answers, unless a test says otherwise.
+            let never = Instant::now() - Duration::from_secs(3600);
+            self.heard.lock().unwrap().unwrap_or(never)
         }
     }
 
@@ -161,6 +177,30 @@ mod tests {
         )
         .await;
         assert!(r.is_err(), "declared dead: {r:?}");
+    }
+
+    /// Probes unanswered for a minute while other traffic keeps coming (an upload on a
+    /// saturated uplink: the server's window adjusts arrive, the answers wait in line):
+    /// alive; once the traffic stops too, dead one window after the last of it.
+    #[tokio::test(start_paused = true)]
+    async fn traffic_from_the_peer_counts_as_an_answer() {
+        let peer = std::sync::Arc::new(FakePeer::new(Duration::ZERO));
+        peer.silent.store(true, Ordering::SeqCst);
+        let p = std::sync::Arc::clone(&peer);
+        let watcher =
+            tokio::spawn(async move { watch(&*p, INTERVAL, 2, "t", &AtomicU64::new(0)).await });
+        for _ in 0..600 {
+            *peer.heard.lock().unwrap() = Some(Instant::now());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            !watcher.is_finished(),
+            "declared dead while traffic arrived"
+        );
+        let last = Instant::now() - Duration::from_millis(100);
+        let verdict = watcher.await.unwrap();
+        assert!(matches!(verdict, Verdict::Silent { .. }), "{verdict:?}");
+        assert_eq!(Instant::now() - last, INTERVAL * 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -361,7 +361,7 @@ pub(crate) async fn connect(
                             source,
                         }
                     })?;
-                    tcp.set_nodelay(true).ok();
+                    tune_socket(&tcp, cfg);
                     Box::new(tcp)
                 }
             };
@@ -517,8 +517,49 @@ impl crate::heartbeat::Probe for Session {
     async fn ping(&self) -> bool {
         self.ssh.ping().await.is_ok()
     }
+
+    fn last_heard(&self) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.ssh.last_heard())
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Unsent bytes the kernel may hold on the SSH socket. The rest waits in the session's own
+/// output, which takes channel data only while less than 256 KiB are queued there; so on a
+/// slow uplink a heartbeat or a window adjust waits behind about 384 KiB, not behind the
+/// kernel's whole send buffer (megabytes: half a minute at 1 Mbit/s, enough for a false
+/// "dead peer").
+const NOTSENT_LOWAT_BYTES: libc::c_int = 128 * 1024;
+
+/// The SSH socket's options: no Nagle delay (keystrokes and heartbeats go at once), the
+/// unsent-data bound above, and `TCP_USER_TIMEOUT` at the heartbeat window, so data left
+/// unacknowledged that long fails the session as the heartbeats would.
+fn tune_socket(tcp: &TcpStream, cfg: &TunnelConfig) {
+    use std::os::fd::AsRawFd;
+    tcp.set_nodelay(true).ok();
+    let fd = tcp.as_raw_fd();
+    let set = |option: libc::c_int, value: libc::c_int| {
+        // SAFETY: setsockopt on an open socket with a pointer to a c_int and its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                option,
+                std::ptr::from_ref(&value).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(option, error = %std::io::Error::last_os_error(), "setsockopt");
+        }
+    };
+    set(libc::TCP_NOTSENT_LOWAT, NOTSENT_LOWAT_BYTES);
+    let window = cfg.server_alive_interval * cfg.server_alive_count_max.max(1);
+    if !window.is_zero() {
+        let ms = libc::c_int::try_from(window.as_millis()).unwrap_or(libc::c_int::MAX);
+        set(libc::TCP_USER_TIMEOUT, ms);
+    }
 }

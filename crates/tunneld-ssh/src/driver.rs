@@ -29,6 +29,31 @@ pub(crate) const OUTPUT_HIGH_WATER_BYTES: usize = 256 * 1024;
 /// windows before anyone drains them, and the transfer goes in stop-and-go bursts.
 const READ_BUDGET_BYTES: usize = 256 * 1024;
 
+/// When the socket last gave bytes, readable from any thread.
+pub(crate) struct Heard {
+    base: Instant,
+    /// Nanoseconds after `base`.
+    at: AtomicU64,
+}
+
+impl Heard {
+    pub(crate) fn new() -> Heard {
+        Heard {
+            base: Instant::now(),
+            at: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) {
+        let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.at.store(ns, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> Instant {
+        self.base + std::time::Duration::from_nanos(self.at.load(Ordering::Relaxed))
+    }
+}
+
 /// What a [`crate::Session`] handle asks of its driver.
 pub(crate) enum Command {
     Open {
@@ -63,6 +88,8 @@ pub(crate) struct Start<S> {
     pub end: watch::Sender<Option<Arc<str>>>,
     /// Key exchanges so far, for [`crate::Session::kex_count`].
     pub kex_count: Arc<AtomicU64>,
+    /// When the socket last gave bytes, for [`crate::Session::last_heard`].
+    pub heard: Arc<Heard>,
 }
 
 /// Runs a session until it ends; publishes why on `end`.
@@ -79,6 +106,7 @@ where
         pending,
         end,
         kex_count,
+        heard,
     } = start;
     let mut driver = Driver {
         stream,
@@ -92,6 +120,7 @@ where
         timer_at: None,
         kex_seen: 0,
         kex_count,
+        heard,
     };
     let result = match driver.early(pending) {
         Ok(()) => poll_fn(|cx| driver.poll(cx)).await,
@@ -120,6 +149,8 @@ struct Driver<S> {
     kex_seen: u64,
     /// Key exchanges so far, for [`crate::Session::kex_count`].
     kex_count: Arc<AtomicU64>,
+    /// When the socket last gave bytes.
+    heard: Arc<Heard>,
 }
 
 /// How a session ended, when it ended well.
@@ -254,6 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
             ));
         }
         transport.filled(n);
+        self.heard.now();
         while let Some(range) = self.transport.poll()? {
             let handled = self.connection.handle(self.transport.message(range));
             self.transport.done();

@@ -65,6 +65,7 @@ pub struct Session {
     end: watch::Receiver<Option<Arc<str>>>,
     info: Arc<SessionInfo>,
     kex_count: Arc<AtomicU64>,
+    heard: Arc<driver::Heard>,
 }
 
 /// Channels the server opens for our remote listeners, in arrival order.
@@ -140,6 +141,7 @@ where
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (end_tx, end) = watch::channel(None);
     let kex_count = Arc::new(AtomicU64::new(0));
+    let heard = Arc::new(driver::Heard::new());
     tokio::spawn(driver::run(driver::Start {
         stream,
         transport,
@@ -149,6 +151,7 @@ where
         pending,
         end: end_tx,
         kex_count: Arc::clone(&kex_count),
+        heard: Arc::clone(&heard),
     }));
     Ok((
         Session {
@@ -156,6 +159,7 @@ where
             end,
             info,
             kex_count,
+            heard,
         },
         Incoming { rx: incoming_rx },
     ))
@@ -277,6 +281,13 @@ impl Session {
     /// Key exchanges completed so far, the first included.
     pub fn kex_count(&self) -> u64 {
         self.kex_count.load(Ordering::Relaxed)
+    }
+
+    /// When the server's socket last gave us bytes (the session's start before that):
+    /// anything arriving shows that the path from the server works, as OpenSSH's client
+    /// counts any packet as a sign of life.
+    pub fn last_heard(&self) -> Instant {
+        self.heard.get()
     }
 
     /// Starts a key re-exchange now.

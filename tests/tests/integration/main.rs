@@ -8,6 +8,8 @@
 //! - `resilience`: server down, crash and restart, black hole, reset, refuse, held port, 100 tunnels.
 //! - `rekey`: rekeys, by either side, while many channels are busy.
 //! - `stall`: a paused or slow local reader holds back only its own connection; nothing is cut or lost.
+//! - `nat`: the daemon in a box behind real NAT routers (network namespaces): lost mappings,
+//!   link flaps, a saturated slow uplink.
 //! - `limits`: per-forward connection limit, idle SOCKS clients, running out of descriptors.
 //! - `ops`: control socket, status, reload by difference, file watch, systemd notify.
 //! - `cli`: `tunneld check` and `tunneld run` as a process (exit codes, SIGTERM).
@@ -19,6 +21,7 @@ mod forwards;
 mod harness;
 mod import;
 mod limits;
+mod nat;
 mod ops;
 mod rekey;
 mod resilience;
