@@ -25,6 +25,7 @@ mod error;
 mod forward;
 mod heartbeat;
 pub mod known_hosts;
+mod netwatch;
 mod pump;
 pub mod safe_fs;
 mod session;
@@ -65,6 +66,8 @@ pub struct Daemon {
     tracker: TaskTracker,
     handshakes: Arc<Semaphore>,
     handshake_slots: usize,
+    /// Changes of the machine's network, for every tunnel.
+    net: watch::Receiver<netwatch::NetChange>,
 }
 
 impl Daemon {
@@ -73,10 +76,12 @@ impl Daemon {
     /// Tunnels connect in the background: a server that is down is retried forever.
     pub fn start(config: &Config) -> Daemon {
         let slots = config.daemon.max_concurrent_handshakes.max(1);
+        let cancel = CancellationToken::new();
         let mut daemon = Daemon {
             config: config.clone(),
             tunnels: BTreeMap::new(),
-            cancel: CancellationToken::new(),
+            net: netwatch::spawn(cancel.child_token()),
+            cancel,
             tracker: TaskTracker::new(),
             handshakes: Arc::new(Semaphore::new(slots)),
             handshake_slots: slots,
@@ -96,6 +101,7 @@ impl Daemon {
             tx,
             cancel.clone(),
             Arc::clone(&self.handshakes),
+            self.net.clone(),
         ));
         self.tunnels.insert(
             cfg.name.clone(),
@@ -203,6 +209,7 @@ async fn guard(
     status: watch::Sender<TunnelStatus>,
     cancel: CancellationToken,
     handshakes: Arc<Semaphore>,
+    net: watch::Receiver<netwatch::NetChange>,
 ) {
     let name = desired.borrow().name.clone();
     loop {
@@ -212,6 +219,7 @@ async fn guard(
             status.clone(),
             run.clone(),
             Arc::clone(&handshakes),
+            net.clone(),
         ));
         let Err(e) = task.await else { return };
         // Stop whatever the failed run left behind (listeners, connections).

@@ -250,6 +250,9 @@ pub(crate) struct Session {
     /// The sessions to the jump hosts this one runs through, first hop first; kept for
     /// as long as this one lives.
     pub hops: Vec<tunneld_ssh::Session>,
+    /// This machine's address of the connection (to the first hop): when it disappears,
+    /// so has the session.
+    pub local_addr: Option<std::net::IpAddr>,
 }
 
 /// The plain host key algorithms of a key type, as offered.
@@ -315,6 +318,7 @@ pub(crate) async fn connect(
     let credentials = crate::auth::credentials(&cfg.identity_files, &cfg.certificate_files).await;
     let attempt = async {
         let mut hops: Vec<tunneld_ssh::Session> = Vec::new();
+        let mut local_addr = None;
         let mut via: Option<String> = None;
         let stops = cfg
             .proxy_jump
@@ -362,6 +366,9 @@ pub(crate) async fn connect(
                         }
                     })?;
                     tune_socket(&tcp, cfg);
+                    if local_addr.is_none() {
+                        local_addr = tcp.local_addr().ok().map(|a| a.ip());
+                    }
                     Box::new(tcp)
                 }
             };
@@ -377,6 +384,7 @@ pub(crate) async fn connect(
                     shared: Arc::clone(&shared),
                     host_key,
                     hops,
+                    local_addr,
                 });
             }
             // A jump host opens no channels to us: its offers are refused as they come.

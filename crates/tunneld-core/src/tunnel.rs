@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures_util::future::FusedFuture;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,6 +20,7 @@ use crate::backoff::Schedule;
 use crate::forward::listen::{Listener, UnixOptions};
 use crate::forward::{ForwardCtx, dynamic, local, remote};
 use crate::heartbeat;
+use crate::netwatch::{self, NetChange};
 use crate::session::{self, Session, SessionShared};
 use crate::status::{
     ForwardCounters, ForwardKind, ForwardState, ForwardStatus, TunnelState, TunnelStatus,
@@ -45,6 +47,8 @@ struct Tunnel {
     remotes: Mutex<Vec<RemoteForward>>,
     /// Remote forwards requested on the current session, each cancelled by its token.
     remote_tasks: Mutex<HashMap<String, CancellationToken>>,
+    /// Changes of the machine's network.
+    net: watch::Receiver<NetChange>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -167,6 +171,17 @@ impl Tunnel {
         }
     }
 
+    /// How long a session has to answer a probe after a network change: short, but
+    /// longer than a link flap's retransmission wait, and never past the heartbeats'.
+    fn probe_deadline(&self) -> Duration {
+        let window = self.heartbeat_window();
+        if window.is_zero() {
+            PROBE_DEADLINE
+        } else {
+            PROBE_DEADLINE.min(window)
+        }
+    }
+
     /// Heartbeats declare the session dead after this much silence.
     fn heartbeat_window(&self) -> Duration {
         self.cfg.server_alive_interval * self.cfg.server_alive_count_max.max(1)
@@ -180,6 +195,7 @@ pub(crate) async fn run(
     status: watch::Sender<TunnelStatus>,
     cancel: CancellationToken,
     handshakes: Arc<Semaphore>,
+    net: watch::Receiver<NetChange>,
 ) {
     let cfg = desired.borrow_and_update().clone();
     let (session_tx, _) = watch::channel(None);
@@ -193,6 +209,7 @@ pub(crate) async fn run(
         session: session_tx,
         listeners: Mutex::default(),
         remote_tasks: Mutex::default(),
+        net,
     });
     reconcile(&t, &cfg);
     let t2 = Arc::clone(&t);
@@ -506,23 +523,67 @@ async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String
         let reason = reason.unwrap_or_else(|p| p.into_inner()).clone();
         reason.unwrap_or_else(|| "connection closed by the server or the network".to_string())
     };
-    let end = tokio::select! {
-        _ = t.cancel.cancelled() => None,
-        _ = session.shared.closed.cancelled() => Some(closed()),
-        verdict = heartbeat::watch(&**session, interval, count, &t.name, &rtt) => Some(match verdict {
-            heartbeat::Verdict::Silent { unanswered } => format!(
-                "server stopped answering: {unanswered} heartbeat(s) unanswered in {:?} \
-                 (server_alive_interval {interval:?} x server_alive_count_max {count})",
-                t.heartbeat_window()
-            ),
-            heartbeat::Verdict::Closed => closed(),
-        }),
+    let mut net = t.net.clone();
+    net.mark_unchanged();
+    let heartbeats = heartbeat::watch(&**session, interval, count, &t.name, &rtt);
+    let mut heartbeats = std::pin::pin!(heartbeats);
+    // A probe after a network change, with a short deadline; at most one at a time.
+    let mut probe = std::pin::pin!(futures_util::future::Fuse::terminated());
+    let mut change: Arc<str> = Arc::from("");
+    let end = loop {
+        tokio::select! {
+            _ = t.cancel.cancelled() => break None,
+            _ = session.shared.closed.cancelled() => break Some(closed()),
+            verdict = &mut heartbeats => break Some(match verdict {
+                heartbeat::Verdict::Silent { unanswered } => format!(
+                    "server stopped answering: {unanswered} heartbeat(s) unanswered in {:?} \
+                     (server_alive_interval {interval:?} x server_alive_count_max {count})",
+                    t.heartbeat_window()
+                ),
+                heartbeat::Verdict::Closed => closed(),
+            }),
+            Ok(()) = net.changed() => {
+                let now = net.borrow_and_update().clone();
+                change = Arc::clone(&now.what);
+                if let Some(local) = session.local_addr
+                    && !netwatch::is_local(local)
+                {
+                    info!(tunnel = %t.name, address = %local, "the session's local address is gone; reconnecting now");
+                    break Some(format!("network changed ({}): local address {local} is gone", now.what));
+                }
+                if now.gained && probe.is_terminated() {
+                    info!(tunnel = %t.name, "network changed; probing the session now");
+                    probe.set(futures_util::FutureExt::fuse(probe_now(session, t.probe_deadline())));
+                }
+            }
+            alive = &mut probe => {
+                if !alive {
+                    break Some(format!(
+                        "network changed ({change}); the server did not answer within {:?}",
+                        t.probe_deadline()
+                    ));
+                }
+            }
+        }
     };
     if end.is_some() {
         // Cut it now: on a silent path the socket would wait for TCP to give up.
         session.shared.kill.cancel();
     }
     end
+}
+
+/// Deadline of the probe after a network change; see [`Tunnel::probe_deadline`].
+const PROBE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// One heartbeat now: true when the server answers within `deadline`, or at least sends
+/// something meanwhile.
+async fn probe_now(session: &Session, deadline: Duration) -> bool {
+    let sent = tokio::time::Instant::now();
+    match tokio::time::timeout(deadline, heartbeat::Probe::ping(session)).await {
+        Ok(answered) => answered,
+        Err(_) => heartbeat::Probe::last_heard(session) > sent,
+    }
 }
 
 /// Requests one remote forward, retrying on its own backoff while the server refuses;

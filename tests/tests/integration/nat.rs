@@ -271,3 +271,121 @@ async fn a_saturated_slow_uplink_is_no_dead_peer() {
     );
     s.stop().await;
 }
+
+/// Wi-Fi gone, 4G in its place (address removed, link down, default route moved): the
+/// daemon hears it from rtnetlink and rebuilds the session at once, instead of waiting
+/// out its heartbeats (10 s x 3): -L works again within 5 s; -R as soon as the server
+/// has reaped the old session (ClientAlive 2 s x 2 here) and freed the port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uplink_switch_is_acted_on_at_once() {
+    let mut s = Setup::new(&["ClientAliveInterval 2", "ClientAliveCountMax 2"]).await;
+    let public_echo = echo_in(&s.lab.public);
+    let box_echo = echo_in(&s.lab.box_ns);
+    let local = format!("0:127.0.0.1:{public_echo}");
+    let remote_port_wanted = s.lab.public.free_port(Ipv4Addr::LOCALHOST.into()).unwrap();
+    let remote = format!("127.0.0.1:{remote_port_wanted}:127.0.0.1:{box_echo}");
+    s.start(&format!("local = [\"{local}\"]\nremote = [\"{remote}\"]"))
+        .await;
+    let mut c = s.connect_local(&local).await;
+    assert!(echo_within(&mut c, b"on wifi", Duration::from_secs(5)).await);
+
+    s.lab.switch_uplink().await.unwrap();
+    let switched = Instant::now();
+    let entry = bound_addr(&s.status(), &local);
+    let ns = s.lab.box_ns.name().to_owned();
+    wait_until_async(
+        Duration::from_secs(30),
+        "traffic through -L after the switch",
+        || {
+            let ns = ns.clone();
+            async move {
+                match tunneld_tests::netlab::connect_in(&ns, entry).await {
+                    Ok(mut t) => echo_within(&mut t, b"on 4g", Duration::from_millis(500)).await,
+                    Err(_) => false,
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let local_back = switched.elapsed();
+    eprintln!("uplink switch: -L back after {local_back:?}");
+    // Heartbeats alone would have taken 30 s.
+    assert!(local_back <= Duration::from_secs(5), "{local_back:?}");
+    assert_eq!(s.status().reconnects, 1, "{:#?}", s.status());
+
+    // Knocking on the port meanwhile would keep the stale session busy, and sshd probes
+    // (and reaps) only idle ones: wait for the daemon to report the forward active.
+    let mut rx = s.watch();
+    let wait = rx.wait_for(|st| {
+        st.reconnects == 1
+            && st
+                .forward(&remote)
+                .is_some_and(|f| f.state == tunneld_core::ForwardState::Active)
+    });
+    let reaped = async {
+        wait_until_async(
+            Duration::from_secs(40),
+            "sshd reaping the old session",
+            || async { s.sshd.log().contains("Timeout, client not responding") },
+        )
+        .await
+        .unwrap();
+        Instant::now()
+    };
+    let active = async {
+        timeout(Duration::from_secs(40), wait)
+            .await
+            .expect("-R active again within 40 s")
+            .unwrap();
+        Instant::now()
+    };
+    let (reaped, active) = tokio::join!(reaped, active);
+    let after_reap = active.saturating_duration_since(reaped);
+    eprintln!(
+        "uplink switch: sshd reaped the old session after {:?}, -R active {after_reap:?} later",
+        reaped - switched
+    );
+    assert!(after_reap <= Duration::from_secs(3), "{after_reap:?}");
+    let target = SocketAddr::from((Ipv4Addr::LOCALHOST, remote_port_wanted));
+    let mut r = s.lab.public.connect(target).await.unwrap();
+    assert!(echo_within(&mut r, b"-R on 4g", Duration::from_secs(5)).await);
+    eprintln!("uplink switch: -R back after {:?}", switched.elapsed());
+    s.stop().await;
+}
+
+/// DHCP renews the Wi-Fi address with a new one: -L works again within 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_address_is_acted_on_at_once() {
+    let mut s = Setup::new(&[]).await;
+    let echo = echo_in(&s.lab.public);
+    let local = format!("0:127.0.0.1:{echo}");
+    s.start(&format!("local = [\"{local}\"]")).await;
+    let mut c = s.connect_local(&local).await;
+    assert!(echo_within(&mut c, b"before", Duration::from_secs(5)).await);
+
+    s.lab.renew_address().await.unwrap();
+    let renewed = Instant::now();
+    let entry = bound_addr(&s.status(), &local);
+    let ns = s.lab.box_ns.name().to_owned();
+    wait_until_async(
+        Duration::from_secs(30),
+        "traffic through -L after the renewal",
+        || {
+            let ns = ns.clone();
+            async move {
+                match tunneld_tests::netlab::connect_in(&ns, entry).await {
+                    Ok(mut t) => echo_within(&mut t, b"after", Duration::from_millis(500)).await,
+                    Err(_) => false,
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let back = renewed.elapsed();
+    eprintln!("address renewed: -L back after {back:?}");
+    assert!(back <= Duration::from_secs(5), "{back:?}");
+    assert_eq!(s.status().reconnects, 1);
+    s.stop().await;
+}
