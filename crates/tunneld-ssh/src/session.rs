@@ -351,8 +351,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Link<'_, S> {
 
     /// Reads once and queues whatever whole messages arrived.
     async fn fill(&mut self) -> Result<(), ConnectError> {
-        self.flush().await?;
-        let n = self.stream.read(self.transport.read_buf()).await?;
+        let before_banner = self.transport.server_version().is_none();
+        let reset = |e: std::io::Error| -> ConnectError {
+            let refused = matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            );
+            if before_banner && refused {
+                TransportError::ClosedBeforeBanner.into()
+            } else {
+                e.into()
+            }
+        };
+        self.flush().await.map_err(reset)?;
+        let n = self
+            .stream
+            .read(self.transport.read_buf())
+            .await
+            .map_err(reset)?;
         if n == 0 {
             return Err(if self.transport.server_version().is_none() {
                 TransportError::ClosedBeforeBanner

@@ -121,8 +121,14 @@ pub enum TransportError {
     /// The server's identification line is missing or malformed.
     #[error("bad identification from the server: {0}")]
     Banner(String),
-    /// The connection closed before the server identified itself.
-    #[error("connection closed before the server sent its identification")]
+    /// The connection closed (or was reset) before the server identified itself: how a
+    /// server that is refusing this address answers (OpenSSH 9.8+ `PerSourcePenalties`,
+    /// `MaxStartups`, a firewall), not only a dead one.
+    #[error(
+        "connection closed before the server sent its identification: the server may be \
+         refusing this address (OpenSSH 9.8+ PerSourcePenalties after failed or aborted \
+         logins from it, MaxStartups when busy, or a firewall)"
+    )]
     ClosedBeforeBanner,
     /// A packet could not be read.
     #[error(transparent)]

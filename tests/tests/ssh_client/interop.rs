@@ -1058,3 +1058,62 @@ async fn mlkem768x25519_interoperates_with_openssh_10() {
     report("OpenSSH 10 mlkem", &covered);
     assert_eq!(covered.len(), 1 + 7);
 }
+
+/// OpenSSH 9.8+ `PerSourcePenalties`: after a failed login from this address the server
+/// drops new connections from it before its banner. The error says that the server may be
+/// refusing this address, not just that it closed.
+#[tokio::test]
+async fn a_penalised_address_is_told_apart_in_the_error() {
+    let sshd = ModernSshd::start_with(SshdOptions {
+        extra_config: vec!["PerSourcePenalties authfail:60s min:1s max:120s".into()],
+        ..SshdOptions::default()
+    })
+    .await
+    .unwrap();
+    let stranger = sshd
+        .generate_client_key_of("stranger", HostKeyType::Ed25519, false)
+        .unwrap();
+    let refused = dial(
+        sshd.addr(),
+        &sshd.user(),
+        Config::default(),
+        &[key_credential(&stranger)],
+        kit::expect_host_key(&sshd.host_key_pub()),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(ConnectError::Auth(_))),
+        "{:?}",
+        refused.err()
+    );
+    // sshd's listener applies the penalty once it has reaped that connection's process.
+    wait_log_count(
+        "the penalty for the failed login",
+        || sshd.log(),
+        |log| {
+            log.lines()
+                .filter(|l| {
+                    l.contains("activating ipv4 penalty") && l.contains("failed authentication")
+                })
+                .count()
+        },
+        1,
+    )
+    .await;
+    let err = dial(
+        sshd.addr(),
+        &sshd.user(),
+        Config::default(),
+        &[kit::client_credential(&sshd)],
+        kit::expect_host_key(&sshd.host_key_pub()),
+    )
+    .await
+    .err()
+    .unwrap_or_else(|| panic!("a penalised address is refused; log:\n{}", sshd.log()));
+    let text = err.to_string();
+    assert!(
+        text.contains("may be refusing this address") && text.contains("PerSourcePenalties"),
+        "{text}\n{}",
+        sshd.log()
+    );
+}
