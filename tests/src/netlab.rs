@@ -87,6 +87,12 @@ impl Netns {
             name: name.to_owned(),
         };
         ns.ip(&["link", "set", "lo", "up"]).await?;
+        // IPv4 only: IPv6 would add link-local addresses (and the network changes they
+        // announce) a second after every link comes up.
+        for key in ["all", "default"] {
+            let setting = format!("net.ipv6.conf.{key}.disable_ipv6=1");
+            ns.exec("sysctl", &["-qw", &setting]).await?;
+        }
         Ok(ns)
     }
 

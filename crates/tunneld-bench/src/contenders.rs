@@ -448,7 +448,7 @@ pub struct Proc {
 impl Proc {
     /// Spawns `cmd` with stdin from /dev/null and stdout and stderr into `log`, tied to the
     /// bench: the kernel SIGKILLs it if the bench's main thread dies.
-    fn spawn(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
+    pub(crate) fn spawn(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
         let out = File::create(log).with_context(|| format!("create {}", log.display()))?;
         cmd.stdin(Stdio::null())
             .stdout(out.try_clone()?)

@@ -15,6 +15,7 @@
 
 mod contenders;
 mod measure;
+mod nat;
 mod report;
 
 use std::collections::BTreeMap;
@@ -51,17 +52,20 @@ struct Args {
     /// Where results.json and chart.svg go [default: target/bench]
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Only the per-round figures (throughput, latency, connections) or only the fleets
-    /// (memory, start-up, idle CPU), e.g. while profiling one of them.
+    /// Only the per-round figures (throughput, latency, connections), only the fleets
+    /// (memory, start-up, idle CPU) or only the NAT lab (network faults).
     #[arg(long, value_enum)]
     only: Option<Part>,
 }
 
-/// The two halves of a run.
+/// The parts of a run.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Part {
     Rounds,
     Fleets,
+    /// tunneld and autossh in a box behind NAT routers (network namespaces; needs root,
+    /// nftables and conntrack): uplink switch, lost mapping, link flap.
+    Nat,
 }
 
 /// What a full and a quick run measure.
@@ -125,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
     match args.only {
         Some(Part::Rounds) => command.push_str(" --only rounds"),
         Some(Part::Fleets) => command.push_str(" --only fleets"),
+        Some(Part::Nat) => command.push_str(" --only nat"),
         None => {}
     }
     let mut results = Results {
@@ -139,12 +144,14 @@ async fn main() -> anyhow::Result<()> {
             conn_secs: plan.conn_window.as_secs_f64(),
             idle_secs: plan.idle_window.as_secs_f64(),
             sshd_extra: SSHD_EXTRA.iter().map(|s| (*s).to_owned()).collect(),
-            rounds_run: args.only != Some(Part::Fleets),
-            fleets_run: args.only != Some(Part::Rounds),
+            rounds_run: args.only.is_none_or(|p| p == Part::Rounds),
+            fleets_run: args.only.is_none_or(|p| p == Part::Fleets),
+            nat_run: args.only.is_none_or(|p| p == Part::Nat) && !args.quick,
         },
         samples: BTreeMap::new(),
         ciphers: BTreeMap::new(),
         fleets: Vec::new(),
+        nat: Vec::new(),
         notes: Vec::new(),
     };
 
@@ -174,6 +181,18 @@ async fn main() -> anyhow::Result<()> {
     }
     if results.settings.fleets_run {
         run_fleets(&env, &plan, &mut results).await;
+    }
+    if results.settings.nat_run {
+        let autossh = match contenders::ensure_autossh().await {
+            Ok(()) => true,
+            Err(why) => {
+                results
+                    .notes
+                    .push(format!("autossh NAT row skipped: {why}"));
+                false
+            }
+        };
+        results.nat = nat::run(&env.tunneld, &env.dir, autossh).await;
     }
     // Logs of an earlier run would mislead.
     let _ = std::fs::remove_dir_all(out_dir.join("logs"));

@@ -197,6 +197,7 @@ pub struct Settings {
     /// Whether the per-round figures and the fleets were measured (`--only`).
     pub rounds_run: bool,
     pub fleets_run: bool,
+    pub nat_run: bool,
 }
 
 /// Memory (and, for 100 tunnels, idle CPU) of a set of tunnels all up.
@@ -227,6 +228,7 @@ pub struct Results {
     /// contender key → the client→server cipher sshd logged.
     pub ciphers: BTreeMap<&'static str, String>,
     pub fleets: Vec<Fleet>,
+    pub nat: Vec<crate::nat::NatRow>,
     /// Failures and skipped rows, in words.
     pub notes: Vec<String>,
 }
@@ -385,6 +387,37 @@ pub fn markdown(r: &Results) -> String {
             );
         }
     }
+    if s.nat_run && !r.nat.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nBehind NAT (network namespaces: a box behind NAT routers with conntrack, the \
+             kit's sshd on a public host), heartbeats 10 s × 3 for both tools, a fresh lab \
+             per fault. Seconds until a new connection through -L echoes again:\n"
+        );
+        let _ = writeln!(
+            out,
+            "| tool | uplink switch (s) | router forgets its mappings (s) | open connection across a 3 s link flap |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---|");
+        for row in &r.nat {
+            let secs = |v: &Result<f64, String>| match v {
+                Ok(s) => num(*s),
+                Err(e) => format!("failed: {e}"),
+            };
+            let flap = match &row.flap_survived {
+                Ok(true) => "kept".to_owned(),
+                Ok(false) => "lost".to_owned(),
+                Err(e) => format!("failed: {e}"),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {flap} |",
+                row.tool,
+                secs(&row.uplink_switch),
+                secs(&row.lost_mapping)
+            );
+        }
+    }
     if !r.notes.is_empty() {
         let _ = writeln!(out, "\nNotes:");
         for n in &r.notes {
@@ -457,10 +490,17 @@ pub fn json(r: &Results) -> Value {
             "sshd_extra_config": s.sshd_extra,
             "rounds_run": s.rounds_run,
             "fleets_run": s.fleets_run,
+            "nat_run": s.nat_run,
         },
         "ciphers": r.ciphers,
         "metrics": metrics,
         "fleets": fleets,
+        "nat": r.nat.iter().map(|row| json!({
+            "tool": row.tool,
+            "uplink_switch_secs": row.uplink_switch.as_ref().ok(),
+            "lost_mapping_secs": row.lost_mapping.as_ref().ok(),
+            "link_flap_connection_kept": row.flap_survived.as_ref().ok(),
+        })).collect::<Vec<_>>(),
         "notes": r.notes,
     })
 }

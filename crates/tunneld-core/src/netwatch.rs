@@ -232,6 +232,10 @@ fn event(kind: u16, body: &[u8]) -> Option<Event> {
                 .find(|(t, _)| *t == IFA_LOCAL)
                 .or_else(|| attrs.iter().find(|(t, _)| *t == IFA_ADDRESS))
                 .and_then(|(_, v)| ip(family, v))?;
+            // Link-local addresses come and go with every link and carry no session.
+            if is_link_local(addr) {
+                return None;
+            }
             let added = kind == RTM_NEWADDR;
             Some(Event {
                 text: format!(
@@ -271,6 +275,14 @@ fn event(kind: u16, body: &[u8]) -> Option<Event> {
                 .find(|(t, _)| *t == RTA_DST)
                 .and_then(|(_, v)| ip(family, v))
                 .map_or_else(|| "default".to_owned(), |a| format!("{a}/{dst_len}"));
+            if attrs
+                .iter()
+                .find(|(t, _)| *t == RTA_DST)
+                .and_then(|(_, v)| ip(family, v))
+                .is_some_and(is_link_local)
+            {
+                return None;
+            }
             let via = attrs
                 .iter()
                 .find(|(t, _)| *t == RTA_GATEWAY)
@@ -314,6 +326,13 @@ fn ip(family: u8, v: &[u8]) -> Option<IpAddr> {
             Some(IpAddr::V6(Ipv6Addr::from(octets)))
         }
         _ => None,
+    }
+}
+
+fn is_link_local(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => a.is_unicast_link_local(),
     }
 }
 
@@ -401,6 +420,35 @@ mod tests {
             got.iter().map(|e| e.gained).collect::<Vec<_>>(),
             [false, true, true]
         );
+    }
+
+    #[test]
+    fn link_local_addresses_and_routes_are_not_changes() {
+        let mut body = vec![libc::AF_INET6 as u8, 64, 0, 0];
+        body.extend_from_slice(&2u32.to_ne_bytes());
+        let mut fe80 = [0u8; 16];
+        fe80[0] = 0xfe;
+        fe80[1] = 0x80;
+        fe80[15] = 1;
+        body.extend(rtattr(IFA_ADDRESS, &fe80));
+        let mut data = nlmsg(RTM_NEWADDR, &body);
+        let mut route = vec![
+            libc::AF_INET6 as u8,
+            64,
+            0,
+            0,
+            RT_TABLE_MAIN,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        route.extend(rtattr(RTA_DST, &fe80));
+        data.extend(nlmsg(RTM_NEWROUTE, &route));
+        assert_eq!(describe(&data), []);
     }
 
     /// Truncated and lying lengths end the parse; nothing panics, nothing is read past
