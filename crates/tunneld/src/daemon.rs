@@ -28,11 +28,32 @@ const WORKER_THREADS: usize = 1;
 /// Editors and deploy tools write in bursts; one reload per burst.
 const WATCH_DEBOUNCE: Duration = Duration::from_millis(300);
 
+/// Allocations at least this large get their own mapping, given back to the kernel when
+/// freed: a channel's receive buffer grows to its window (2 MiB) under load and is freed
+/// when it drains.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD_BYTES: libc::c_int = 256 * 1024;
+
+/// glibc's malloc raises its mmap threshold to the size of each large block freed, so after
+/// a busy spell the channels' megabyte buffers come from the heap, where fragmentation keeps
+/// them: an hour of soak left the idle daemon at twice its starting PSS (9.2 → 19.8 MiB)
+/// with every session rebuilt. A fixed threshold (which turns the adjustment off) and two
+/// arenas keep idle memory where it started.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread runs.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// Runs until SIGTERM or SIGINT, then stops every tunnel and returns.
 ///
 /// # Errors
 /// When the runtime, the signal handlers or the control socket cannot be set up.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    tune_allocator();
     service::init_logging(&config.daemon.log_level);
     check_fd_limit(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
