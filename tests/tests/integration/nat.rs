@@ -125,6 +125,23 @@ impl Setup {
         self.lab.box_ns.connect(addr).await.unwrap()
     }
 
+    /// Polls new connections through the `-L` entry of `spec` until one echoes (30 s).
+    async fn wait_local_echoes(&self, spec: &str, what: &str) {
+        let entry = bound_addr(&self.status(), spec);
+        let ns = self.lab.box_ns.name().to_owned();
+        wait_until_async(Duration::from_secs(30), what, || {
+            let ns = ns.clone();
+            async move {
+                match tunneld_tests::netlab::connect_in(&ns, entry).await {
+                    Ok(mut t) => echo_within(&mut t, b"again", Duration::from_millis(500)).await,
+                    Err(_) => false,
+                }
+            }
+        })
+        .await
+        .unwrap();
+    }
+
     async fn stop(mut self) {
         let daemon = self.daemon.take().expect("running");
         self.runtime.run(daemon.shutdown()).await;
@@ -177,19 +194,8 @@ async fn a_lost_nat_mapping_is_healed_within_the_heartbeat_window() {
 
     s.lab.forget_mappings(&s.lab.r1).await.unwrap();
     let lost = Instant::now();
-    let entry = bound_addr(&s.status(), &local);
-    let ns = s.lab.box_ns.name().to_owned();
-    wait_until_async(Duration::from_secs(30), "traffic through -L again", || {
-        let ns = ns.clone();
-        async move {
-            match tunneld_tests::netlab::connect_in(&ns, entry).await {
-                Ok(mut t) => echo_within(&mut t, b"after", Duration::from_millis(500)).await,
-                Err(_) => false,
-            }
-        }
-    })
-    .await
-    .unwrap();
+    s.wait_local_echoes(&local, "traffic through -L again")
+        .await;
     let back = lost.elapsed();
     eprintln!("NAT mapping lost at 3 s x 2 heartbeats: -L back after {back:?}");
     assert!(back <= Duration::from_secs(8), "{back:?}");
@@ -291,23 +297,8 @@ async fn an_uplink_switch_is_acted_on_at_once() {
 
     s.lab.switch_uplink().await.unwrap();
     let switched = Instant::now();
-    let entry = bound_addr(&s.status(), &local);
-    let ns = s.lab.box_ns.name().to_owned();
-    wait_until_async(
-        Duration::from_secs(30),
-        "traffic through -L after the switch",
-        || {
-            let ns = ns.clone();
-            async move {
-                match tunneld_tests::netlab::connect_in(&ns, entry).await {
-                    Ok(mut t) => echo_within(&mut t, b"on 4g", Duration::from_millis(500)).await,
-                    Err(_) => false,
-                }
-            }
-        },
-    )
-    .await
-    .unwrap();
+    s.wait_local_echoes(&local, "traffic through -L after the switch")
+        .await;
     let local_back = switched.elapsed();
     eprintln!("uplink switch: -L back after {local_back:?}");
     // Heartbeats alone would have taken 30 s.
@@ -366,23 +357,8 @@ async fn a_renewed_address_is_acted_on_at_once() {
 
     s.lab.renew_address().await.unwrap();
     let renewed = Instant::now();
-    let entry = bound_addr(&s.status(), &local);
-    let ns = s.lab.box_ns.name().to_owned();
-    wait_until_async(
-        Duration::from_secs(30),
-        "traffic through -L after the renewal",
-        || {
-            let ns = ns.clone();
-            async move {
-                match tunneld_tests::netlab::connect_in(&ns, entry).await {
-                    Ok(mut t) => echo_within(&mut t, b"after", Duration::from_millis(500)).await,
-                    Err(_) => false,
-                }
-            }
-        },
-    )
-    .await
-    .unwrap();
+    s.wait_local_echoes(&local, "traffic through -L after the renewal")
+        .await;
     let back = renewed.elapsed();
     eprintln!("address renewed: -L back after {back:?}");
     assert!(back <= Duration::from_secs(5), "{back:?}");
