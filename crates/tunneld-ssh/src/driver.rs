@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, watch};
@@ -28,6 +28,10 @@ pub(crate) const OUTPUT_HIGH_WATER_BYTES: usize = 256 * 1024;
 /// readers of the channels it just filled): without a pause a fast server fills whole
 /// windows before anyone drains them, and the transfer goes in stop-and-go bursts.
 const READ_BUDGET_BYTES: usize = 256 * 1024;
+/// A session quiet this long gives its socket buffers back. Not sooner: a bulk transfer
+/// is quiet between every two reads, and freeing and regrowing hundreds of KiB there
+/// (fresh pages each time) costs more CPU than the encryption.
+const TRIM_AFTER_QUIET: Duration = Duration::from_secs(1);
 
 /// When the socket last gave bytes, readable from any thread.
 pub(crate) struct Heard {
@@ -121,6 +125,9 @@ where
         kex_seen: 0,
         kex_count,
         heard,
+        active_at: Instant::now(),
+        trim_timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+        trim_armed: false,
     };
     let result = match driver.early(pending) {
         Ok(()) => poll_fn(|cx| driver.poll(cx)).await,
@@ -151,6 +158,11 @@ struct Driver<S> {
     kex_count: Arc<AtomicU64>,
     /// When the socket last gave bytes.
     heard: Arc<Heard>,
+    /// When a turn last moved anything.
+    active_at: Instant,
+    /// Fires [`TRIM_AFTER_QUIET`] after `active_at`, while buffers are held.
+    trim_timer: Pin<Box<tokio::time::Sleep>>,
+    trim_armed: bool,
 }
 
 /// How a session ended, when it ended well.
@@ -193,6 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
     /// One pass until nothing moves; `Some` when the session is over.
     fn turn(&mut self, cx: &mut Context<'_>) -> Result<Option<String>, TransportError> {
         let mut read = 0;
+        let mut active = false;
         loop {
             let mut moved = false;
             if !self.closing {
@@ -235,11 +248,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                 if read >= READ_BUDGET_BYTES {
                     // The socket was not polled to Pending: come back after the others.
                     cx.waker().wake_by_ref();
-                } else if !self.connection.has_sendable() {
-                    self.transport.trim();
                 }
+                let busy = active || read >= READ_BUDGET_BYTES || self.connection.has_sendable();
+                self.trim_when_quiet(cx, busy);
                 return Ok(None);
             }
+            active = true;
+        }
+    }
+
+    /// Gives the transport's buffers back once nothing moved for [`TRIM_AFTER_QUIET`].
+    fn trim_when_quiet(&mut self, cx: &mut Context<'_>, busy: bool) {
+        if busy {
+            self.active_at = Instant::now();
+        }
+        if !self.transport.holds_buffers() {
+            self.trim_armed = false;
+            return;
+        }
+        if !self.trim_armed {
+            self.trim_armed = true;
+            let at = self.active_at + TRIM_AFTER_QUIET;
+            self.trim_timer.as_mut().reset(at.into());
+        }
+        if self.trim_timer.as_mut().poll(cx).is_pending() {
+            return;
+        }
+        let quiet_at = self.active_at + TRIM_AFTER_QUIET;
+        if Instant::now() >= quiet_at {
+            self.transport.trim();
+            self.trim_armed = false;
+        } else {
+            // Busy since the timer was set: once more from the last activity.
+            self.trim_timer.as_mut().reset(quiet_at.into());
+            let _ = self.trim_timer.as_mut().poll(cx);
         }
     }
 

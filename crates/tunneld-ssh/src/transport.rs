@@ -291,6 +291,11 @@ impl Transport {
         self.outgoing.trim();
     }
 
+    /// Whether [`Transport::trim`] would give anything back.
+    pub fn holds_buffers(&self) -> bool {
+        self.incoming.capacity() > 0 || self.outgoing.excess_capacity() > 0
+    }
+
     /// Whether the first key exchange is complete (authentication may start).
     pub fn is_established(&self) -> bool {
         self.established
