@@ -19,6 +19,8 @@ pub(crate) struct Env {
     pub euid: u32,
     /// `$XDG_RUNTIME_DIR`, where a non-root daemon puts its socket.
     pub runtime_dir: Option<PathBuf>,
+    /// `https_proxy`, `all_proxy`, `no_proxy` and their capitals, for `proxy = "env"`.
+    pub proxy_vars: crate::proxy::ProxyVars,
 }
 
 fn non_empty(v: Option<OsString>) -> Option<OsString> {
@@ -47,6 +49,7 @@ impl Env {
             uid,
             euid,
             runtime_dir: non_empty(std::env::var_os("XDG_RUNTIME_DIR")).map(PathBuf::from),
+            proxy_vars: crate::proxy::ProxyVars::current(),
         }
     }
 
@@ -127,6 +130,7 @@ pub(crate) fn fixed() -> Env {
         uid: 1000,
         euid: 1000,
         runtime_dir: Some(PathBuf::from("/run/user/1000")),
+        proxy_vars: crate::proxy::ProxyVars::default(),
     }
 }
 

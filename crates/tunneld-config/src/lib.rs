@@ -9,6 +9,7 @@
 //! - `model`: the resolved types ([`Config`], [`TunnelConfig`], ...).
 //! - [`forward`]: `-L`/`-R`/`-D` specification parsers, usable on their own.
 //! - `host`: `host` entries and `proxy_jump` lists.
+//! - `proxy`: `proxy` URLs, `proxy = "env"`, `no_proxy`, `proxy_command` templates.
 //! - `duration`: `"10s"`-style durations ([`parse_duration`]).
 //! - `env`: user, home and runtime directory the defaults depend on.
 //! - `raw`: walk over the span-keeping TOML tree; every key and value checked.
@@ -23,6 +24,7 @@ pub mod forward;
 mod host;
 mod model;
 mod permit;
+mod proxy;
 mod raw;
 mod resolve;
 
@@ -37,6 +39,10 @@ pub use forward::{
 pub use host::{HostPort, JumpHost};
 pub use model::{Backoff, Config, DaemonConfig, StrictHostKeyChecking, TunnelConfig};
 pub use permit::{PermitEntry, PermitRemoteOpen};
+pub use proxy::{
+    EnvProxy, NoProxy, Proxy, ProxyRoute, ProxyScheme, ProxySettings, ProxyUrl, Secret,
+    expand_command,
+};
 
 use env::Env;
 

@@ -141,6 +141,8 @@ pub struct TunnelConfig {
     pub stream_local_bind_unlink: bool,
     /// `StreamLocalBindMask`: permission bits taken away from local Unix socket forwards.
     pub stream_local_bind_mask: u32,
+    /// `proxy`, `proxy_command` and `proxy_password_file`: how the first hop is reached.
+    pub proxy: crate::ProxySettings,
 }
 
 impl TunnelConfig {
@@ -174,6 +176,7 @@ impl TunnelConfig {
             permit_remote_open,
             stream_local_bind_unlink,
             stream_local_bind_mask,
+            proxy,
         } = self;
         *name == other.name
             && *hosts == other.hosts
@@ -193,5 +196,6 @@ impl TunnelConfig {
             && *permit_remote_open == other.permit_remote_open
             && *stream_local_bind_unlink == other.stream_local_bind_unlink
             && *stream_local_bind_mask == other.stream_local_bind_mask
+            && *proxy == other.proxy
     }
 }

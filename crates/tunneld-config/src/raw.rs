@@ -86,6 +86,20 @@ pub(crate) struct RawTunnel {
     pub permit_remote_open: Option<crate::PermitRemoteOpen>,
     pub stream_local_bind_unlink: Option<bool>,
     pub stream_local_bind_mask: Option<u32>,
+    /// `proxy` or `proxy_command` (at most one per table), with the span of its value.
+    pub proxy: Option<Spanned<RawProxy>>,
+    pub proxy_password_file: Option<Spanned<PathBuf>>,
+}
+
+/// A `proxy` or `proxy_command` value.
+#[derive(Debug, Clone)]
+pub(crate) enum RawProxy {
+    /// `"none"`: straight, whatever `[defaults]` says.
+    Direct,
+    Url(crate::ProxyUrl),
+    /// `proxy = "env"`.
+    Env,
+    Command(String),
 }
 
 /// A `backoff` inline table: only the fields written.
@@ -129,6 +143,9 @@ const TUNNEL_KEYS: &[&str] = &[
     "permit_remote_open",
     "stream_local_bind_unlink",
     "stream_local_bind_mask",
+    "proxy",
+    "proxy_password_file",
+    "proxy_command",
 ];
 /// Keys that only make sense per tunnel.
 const NOT_IN_DEFAULTS: &[&str] = &["host", "local", "remote", "dynamic"];
@@ -306,6 +323,22 @@ fn tunnel(
                 }
             }
             "stream_local_bind_unlink" => r.stream_local_bind_unlink = boolean(k, item, p),
+            "proxy" | "proxy_command" => {
+                if let Some(value) = proxy(k, item, p) {
+                    if r.proxy.is_some() {
+                        p.push(
+                            key.span(),
+                            "proxy and proxy_command are both set; keep one of them",
+                        );
+                    } else {
+                        r.proxy = Some(Spanned::new(item.span(), value));
+                    }
+                }
+            }
+            "proxy_password_file" => {
+                r.proxy_password_file =
+                    path(k, item, env, p).map(|path| Spanned::new(item.span(), path));
+            }
             "stream_local_bind_mask" => {
                 let expected = "an octal mask like \"0177\"";
                 if let Some(text) = string(k, expected, item, p) {
@@ -334,6 +367,23 @@ fn tunnel(
         }
     }
     r
+}
+
+fn proxy(key: &str, item: &Item<'_>, p: &mut Problems) -> Option<RawProxy> {
+    let command = key == "proxy_command";
+    let expected = if command {
+        "a command like \"nc -X connect -x proxy:3128 %h %p\", or \"none\""
+    } else {
+        "a URL like \"http://proxy.corp:3128\", \"env\" or \"none\""
+    };
+    let s = string(key, expected, item, p)?;
+    let parsed = match s.trim() {
+        "none" => Ok(RawProxy::Direct),
+        "env" if !command => Ok(RawProxy::Env),
+        _ if command => crate::proxy::check_command(s).map(|()| RawProxy::Command(s.to_owned())),
+        _ => crate::proxy::parse_url(s, false).map(RawProxy::Url),
+    };
+    parsed.map_err(|e| p.push(item.span(), e)).ok()
 }
 
 fn host_list(item: &Item<'_>, p: &mut Problems) -> Vec<(String, Option<u16>)> {

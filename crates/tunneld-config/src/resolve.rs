@@ -15,7 +15,8 @@ use crate::model::{
     DEFAULT_SERVER_ALIVE_INTERVAL, DEFAULT_STABLE_AFTER, DEFAULT_STREAM_LOCAL_BIND_MASK,
     DaemonConfig, TunnelConfig,
 };
-use crate::raw::{Problems, RawBackoff, RawDaemon, RawDoc, RawTunnel};
+use crate::proxy::{Proxy, ProxySettings};
+use crate::raw::{Problems, RawBackoff, RawDaemon, RawDoc, RawProxy, RawTunnel};
 
 /// Resolves a walked document. Problems are added to `p`; the result is only
 /// meaningful when `p` stays empty.
@@ -182,6 +183,7 @@ fn tunnel(
         }
     }
 
+    let proxy = resolve_proxy(n, raw, defaults, env, p);
     let backoff = merge_backoff(defaults_backoff, raw.backoff.as_ref(), p);
     let pick =
         |mine: Option<std::time::Duration>, theirs, builtin| mine.or(theirs).unwrap_or(builtin);
@@ -258,7 +260,76 @@ fn tunnel(
             .clone()
             .or_else(|| defaults.permit_remote_open.clone())
             .unwrap_or_default(),
+        proxy,
     })
+}
+
+/// `proxy` / `proxy_command` and `proxy_password_file`, the tunnel's over `[defaults]`:
+/// a user in the URL needs the password file, and the password file needs a user.
+fn resolve_proxy(
+    n: &str,
+    raw: &RawTunnel,
+    defaults: &RawTunnel,
+    env: &Env,
+    p: &mut Problems,
+) -> ProxySettings {
+    let Some(chosen) = raw.proxy.as_ref().or(defaults.proxy.as_ref()) else {
+        if let Some(file) = raw.proxy_password_file.as_ref() {
+            p.push(
+                file.span(),
+                format!("tunnel \"{n}\": proxy_password_file is set but no proxy is"),
+            );
+        }
+        return ProxySettings::default();
+    };
+    let password_file = raw
+        .proxy_password_file
+        .as_ref()
+        .or(defaults.proxy_password_file.as_ref());
+    let proxy = match chosen.get_ref() {
+        RawProxy::Direct => None,
+        RawProxy::Url(url) => Some(Proxy::Url(url.clone())),
+        RawProxy::Command(command) => Some(Proxy::Command(command.clone())),
+        RawProxy::Env => match env.proxy_vars.resolve() {
+            Ok(e) => Some(Proxy::Env(e)),
+            Err(e) => {
+                p.push(
+                    chosen.span(),
+                    format!("tunnel \"{n}\": proxy = \"env\": {e}"),
+                );
+                None
+            }
+        },
+    };
+    let user = match &proxy {
+        Some(Proxy::Url(url)) => url.user.as_deref().map(|u| (u, url.password.is_some())),
+        Some(Proxy::Env(e)) => e
+            .url
+            .as_ref()
+            .and_then(|(_, url)| url.user.as_deref().map(|u| (u, url.password.is_some()))),
+        _ => None,
+    };
+    match (user, password_file) {
+        (Some((user, false)), None) => p.push(
+            chosen.span(),
+            format!(
+                "tunnel \"{n}\": the proxy user \"{user}\" needs a password: name a file \
+                 holding it (mode 0600) in proxy_password_file"
+            ),
+        ),
+        (None, Some(file)) if matches!(proxy, Some(Proxy::Url(_))) => p.push(
+            file.span(),
+            format!(
+                "tunnel \"{n}\": proxy_password_file is set but the proxy names no user; \
+                 write the proxy as \"scheme://user@host:port\""
+            ),
+        ),
+        _ => {}
+    }
+    ProxySettings {
+        proxy,
+        password_file: password_file.map(|f| f.get_ref().clone()),
+    }
 }
 
 /// What a local or dynamic forward listens on, for clash detection.
