@@ -49,6 +49,16 @@ pub enum TunnelError {
         /// Its answer.
         reason: String,
     },
+    /// The proxy (or the proxy command) did not open the way to the first hop.
+    #[error("proxy {proxy}: {reason}")]
+    Proxy {
+        /// The proxy URL without its password, or `command "…"`.
+        proxy: String,
+        /// What it said, or why it could not be used.
+        reason: String,
+        /// It refused our credentials or our request: an operator has to fix it.
+        auth: bool,
+    },
     /// The SSH protocol failed (handshake, transport, disconnect by the server).
     #[error("ssh: {0}")]
     Ssh(String),
@@ -57,6 +67,11 @@ pub enum TunnelError {
 impl TunnelError {
     /// True for failures an operator has to fix (keys, host keys); retrying soon will not help.
     pub fn needs_operator(&self) -> bool {
-        matches!(self, TunnelError::HostKey { .. } | TunnelError::Auth { .. })
+        matches!(
+            self,
+            TunnelError::HostKey { .. }
+                | TunnelError::Auth { .. }
+                | TunnelError::Proxy { auth: true, .. }
+        )
     }
 }

@@ -26,6 +26,8 @@ mod forward;
 mod heartbeat;
 pub mod known_hosts;
 mod netwatch;
+mod proxy;
+mod proxy_command;
 mod pump;
 pub mod safe_fs;
 mod session;

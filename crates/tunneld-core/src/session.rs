@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
-use tunneld_config::{Endpoint, HostPort, StrictHostKeyChecking, TunnelConfig};
+use tunneld_config::{Endpoint, HostPort, ProxyRoute, StrictHostKeyChecking, TunnelConfig};
 use tunneld_ssh::{ConnectError, Forwarded, HostKey, Incoming, OpenKind, TransportError};
 
 use crate::error::TunnelError;
@@ -359,17 +359,16 @@ pub(crate) async fn connect(
                     Box::new(channel)
                 }
                 _ => {
-                    let tcp = TcpStream::connect((name, port)).await.map_err(|source| {
-                        TunnelError::Connect {
-                            addr: here.clone(),
-                            source,
-                        }
-                    })?;
-                    tune_socket(&tcp, cfg);
-                    if local_addr.is_none() {
-                        local_addr = tcp.local_addr().ok().map(|a| a.ip());
-                    }
-                    Box::new(tcp)
+                    first_hop(
+                        cfg,
+                        &shared.tunnel,
+                        name,
+                        port,
+                        user,
+                        &here,
+                        &mut local_addr,
+                    )
+                    .await?
                 }
             };
             let (ssh, incoming, host_key) =
@@ -402,6 +401,42 @@ pub(crate) async fn connect(
             after: cfg.connect_timeout,
         }),
     }
+}
+
+/// The byte stream to the first hop: a TCP connection of our own, one a proxy opened,
+/// or a proxy command's stdin and stdout. Sets `local_addr` to our end of the TCP
+/// connection (to the server or to the proxy) when there is one.
+async fn first_hop(
+    cfg: &TunnelConfig,
+    tunnel: &str,
+    name: &str,
+    port: u16,
+    user: &str,
+    here: &str,
+    local_addr: &mut Option<std::net::IpAddr>,
+) -> Result<Box<dyn Stream>, TunnelError> {
+    let tcp = match cfg.proxy.proxy.as_ref().and_then(|p| p.route(name)) {
+        Some(ProxyRoute::Command(template)) => {
+            let command = tunneld_config::expand_command(template, name, port, user);
+            let stream =
+                crate::proxy_command::spawn(tunnel, &command).map_err(|e| TunnelError::Proxy {
+                    proxy: format!("command \"{command}\""),
+                    reason: format!("cannot start /bin/sh: {e}"),
+                    auth: false,
+                })?;
+            return Ok(Box::new(stream));
+        }
+        Some(ProxyRoute::Url(url)) => crate::proxy::connect(cfg, url, name, port).await?,
+        None => TcpStream::connect((name, port))
+            .await
+            .map_err(|source| TunnelError::Connect {
+                addr: here.to_owned(),
+                source,
+            })?,
+    };
+    tune_socket(&tcp, cfg);
+    *local_addr = tcp.local_addr().ok().map(|a| a.ip());
+    Ok(Box::new(tcp))
 }
 
 /// Publishes the session's end on `shared` (its reason, then `closed`), and ends the
