@@ -286,11 +286,19 @@ fn summary(t: &tunneld_config::TunnelConfig) -> String {
     forwards.extend(t.local.iter().map(|f| format!("-L {}", f.spec)));
     forwards.extend(t.remote.iter().map(|f| format!("-R {}", f.spec)));
     forwards.extend(t.dynamic.iter().map(|f| format!("-D {}", f.spec)));
-    format!(
+    let mut line = format!(
         "{}: {}@{}  {}",
         t.name,
         t.user,
         hosts.join(","),
         forwards.join("  ")
-    )
+    );
+    if !t.proxy_jump.is_empty() {
+        let jumps: Vec<String> = t.proxy_jump.iter().map(ToString::to_string).collect();
+        line.push_str(&format!("  via {}", jumps.join(",")));
+    }
+    if let Some(proxy) = &t.proxy.proxy {
+        line.push_str(&format!("  through proxy {proxy}"));
+    }
+    line
 }

@@ -209,7 +209,7 @@ impl Reader {
             'R' => d.remote.push(sourced()),
             'D' => d.dynamic.push(sourced()),
             'i' => d.identity_files.push(sourced()),
-            'J' => first(&mut d.proxy_jump, arg.to_owned()),
+            'J' => d.set_jump(arg.to_owned(), "-J"),
             'l' => first(&mut d.user, arg.to_owned()),
             'p' => first(
                 &mut d.port,

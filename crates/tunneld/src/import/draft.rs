@@ -44,12 +44,17 @@ pub(crate) struct Draft {
     pub remote: Vec<Sourced>,
     pub dynamic: Vec<Sourced>,
     pub proxy_jump: Option<String>,
+    /// `ProxyCommand`, its words as parsed. ssh takes whichever of it and `ProxyJump`
+    /// comes first.
+    pub proxy_command: Option<Sourced>,
     pub permit_remote_open: Option<Vec<String>>,
     pub stream_local_bind_unlink: Option<bool>,
     /// Octal, as written (`"0177"`).
     pub stream_local_bind_mask: Option<String>,
     /// Comment lines: each option that was not imported, and why.
     pub notes: Vec<String>,
+    /// The words of `proxy_command`, for [`super::proxy::translate`].
+    proxy_command_words: Vec<String>,
 }
 
 /// tunneld's own defaults for the two heartbeat keys, named in comments.
@@ -77,6 +82,38 @@ impl Draft {
         if !self.notes.contains(&note) {
             self.notes.push(note);
         }
+    }
+
+    /// `-J` or `ProxyJump`, unless a `ProxyCommand` came first.
+    pub fn set_jump(&mut self, jump: String, origin: &str) {
+        if self.proxy_command.is_some() || self.proxy_jump.is_some() {
+            if self.proxy_jump.is_none() {
+                self.skip(
+                    origin,
+                    "a ProxyCommand came first, and ssh uses only the first of the two",
+                );
+            }
+            return;
+        }
+        self.proxy_jump = Some(jump);
+    }
+
+    /// `ProxyCommand`, unless a `ProxyJump` came first; `none` is ssh's "no command".
+    pub fn set_proxy_command(&mut self, args: &[String], origin: &str) {
+        if self.proxy_jump.is_some() || self.proxy_command.is_some() {
+            if self.proxy_command.is_none() {
+                self.skip(
+                    origin,
+                    "a ProxyJump came first, and ssh uses only the first of the two",
+                );
+            }
+            return;
+        }
+        self.proxy_command = Some(Sourced {
+            value: super::proxy::shell_join(args),
+            origin: origin.to_owned(),
+        });
+        self.proxy_command_words = args.to_vec();
     }
 
     /// True when some forward was given (valid or not).
@@ -136,6 +173,19 @@ impl Draft {
         }
         if let Some(jump) = &self.proxy_jump {
             keys.push(("proxy_jump", quote(jump)));
+        }
+        if let Some(command) = &self.proxy_command
+            && self.proxy_command_words != ["none"]
+        {
+            use super::proxy::Translated;
+            match super::proxy::translate(&self.proxy_command_words, &self.alias) {
+                Translated::Proxy(url) => keys.push(("proxy", quote(&url))),
+                Translated::Jump(jump) => keys.push(("proxy_jump", quote(&jump))),
+                Translated::Command(c) => keys.push(("proxy_command", quote(&c))),
+                Translated::Unsupported(why) => {
+                    notes.push(format!("{}: {why}", command.origin));
+                }
+            }
         }
         for (key, list) in [
             ("local", &self.local),

@@ -8,11 +8,13 @@
 //! - `cmdline`: ssh and autossh argument lists, read as ssh reads them.
 //! - `ssh_config`: ssh_config files; `Host` blocks resolved for a host as ssh resolves them.
 //! - `options`: each ssh option (`-o`, ssh_config keyword) mapped, or noted with a reason.
+//! - `proxy`: `ProxyCommand` as `proxy`, `proxy_jump` or `proxy_command`.
 //! - `draft`: one tunnel being imported, and how it is printed as TOML.
 
 mod cmdline;
 mod draft;
 mod options;
+mod proxy;
 mod ssh_config;
 #[cfg(test)]
 mod tests;

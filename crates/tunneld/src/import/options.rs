@@ -300,11 +300,8 @@ pub(crate) fn apply(
             ),
             v => first(&mut d.connect_timeout, convtime(v)?),
         },
-        "proxyjump" => first(&mut d.proxy_jump, one(keyword, args)?.to_owned()),
-        "proxycommand" => d.skip(
-            origin,
-            "tunneld runs no commands; for `ssh -W %h:%p jumphost` write proxy_jump = \"jumphost\"",
-        ),
+        "proxyjump" => d.set_jump(one(keyword, args)?.to_owned(), origin),
+        "proxycommand" => d.set_proxy_command(args, origin),
         "localforward" => d.local.push(Sourced {
             value: forward_spec(keyword, args)?,
             origin: origin.to_owned(),

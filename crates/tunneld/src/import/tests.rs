@@ -238,13 +238,33 @@ const COMMAND_LINES: &[Case] = &[
             "[tunnels.h]",
             "host = \"h\"",
             "identity_file = \"/home/alice/work/keys/id\"",
+            "proxy_jump = \"gw\"",
             "local = [\"9090:web:80\"]",
         ],
         notes: &[
             "-F /home/me/.ssh/other: ssh_config files are not read",
-            "-o ProxyCommand=ssh -W %h:%p gw: tunneld runs no commands",
             "-L 8080: invalid local forward \"8080\"",
         ],
+    },
+    Case {
+        line: "ssh -o 'ProxyCommand nc -X connect -x proxy.corp:3128 %h %p' -J gw -N -R 2222:localhost:22 h",
+        keys: &[
+            "[tunnels.h]",
+            "host = \"h\"",
+            "proxy = \"http://proxy.corp:3128\"",
+            "remote = [\"2222:localhost:22\"]",
+        ],
+        notes: &["-J: a ProxyCommand came first, and ssh uses only the first of the two"],
+    },
+    Case {
+        line: "ssh -o 'ProxyCommand=socat - \"PROXY:proxy.corp:%h:%p,proxyport=3128\"' -N -L 1:h:2 box",
+        keys: &[
+            "[tunnels.box]",
+            "host = \"box\"",
+            "proxy_command = \"socat - PROXY:proxy.corp:%h:%p,proxyport=3128\"",
+            "local = [\"1:h:2\"]",
+        ],
+        notes: &[],
     },
     Case {
         line: "ssh -o ConnectTimeout=90 -o ServerAliveInterval=1h -o ServerAliveCountMax=0 -D '*:1080' -- jump.example.com uptime",
