@@ -13,6 +13,7 @@
 //!   listeners, `curl`.
 //! - [`socks`]: SOCKS4, SOCKS4a and SOCKS5 CONNECT clients.
 //! - [`proxy`]: a fault-injecting TCP proxy (black hole, refuse, reset every connection).
+//! - [`proxy_servers`]: real HTTP CONNECT and SOCKS5 proxies (tinyproxy, microsocks).
 //! - [`netlab`]: a box behind real NAT routers and a public host, in network namespaces,
 //!   with network faults (lost mappings, uplink switch, link flap, renewal, rate limit).
 //! - `procs` (private): the process tree under a pid, read from `/proc`.
@@ -31,6 +32,7 @@ pub mod net;
 pub mod netlab;
 mod procs;
 pub mod proxy;
+pub mod proxy_servers;
 pub mod servers;
 pub mod socks;
 pub mod sshd;
@@ -39,5 +41,6 @@ pub use dropbear::{Dropbear, DropbearOptions};
 pub use modern_sshd::ModernSshd;
 pub use procs::die_with_this_process;
 pub use proxy::{Fault, FaultProxy};
+pub use proxy_servers::{ProxyKind, ProxyServer};
 pub use servers::{DownloadServer, EchoServer, HttpServer, SourceServer, UnixEchoServer};
 pub use sshd::{HostKeyType, Sshd, SshdOptions};

@@ -11,6 +11,7 @@
 //! - `nat`: the daemon in a box behind real NAT routers (network namespaces): lost mappings,
 //!   link flaps, a saturated slow uplink.
 //! - `limits`: per-forward connection limit, idle SOCKS clients, running out of descriptors.
+//! - `proxies`: the first hop through tinyproxy, microsocks and proxy commands (nc, socat).
 //! - `ops`: control socket, status, reload by difference, file watch, systemd notify.
 //! - `cli`: `tunneld check` and `tunneld run` as a process (exit codes, SIGTERM).
 //! - `import`: `tunneld import` of ssh/autossh command lines and ssh_config files, each
@@ -23,6 +24,7 @@ mod import;
 mod limits;
 mod nat;
 mod ops;
+mod proxies;
 mod rekey;
 mod resilience;
 mod stall;
