@@ -534,6 +534,17 @@ mod tests {
     }
 
     #[test]
+    fn refused_credentials_wait_for_an_operator() {
+        let error = |auth| TunnelError::Proxy {
+            proxy: "http://p:1".into(),
+            reason: "r".into(),
+            auth,
+        };
+        assert!(error(true).needs_operator());
+        assert!(!error(false).needs_operator());
+    }
+
+    #[test]
     fn password_files_must_be_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();

@@ -396,3 +396,84 @@ async fn only_the_first_hop_goes_through_the_proxy() {
     assert_eq!(sshd_connects(&sshd) - before, 2, "{}", sshd.log());
     daemon.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_from_the_environment_as_the_binary_reads_it() {
+    let sshd = Sshd::start().await.unwrap();
+    let echo = EchoServer::start().await.unwrap();
+    let proxy = ProxyServer::start(ProxyKind::Tinyproxy, None)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tunneld.toml");
+    let text = format!(
+        "[daemon]\nsocket = \"{}\"\n{}",
+        dir.path().join("sock").display(),
+        tunnel_toml(
+            &sshd,
+            "t",
+            &format!("local = [\"0:127.0.0.1:{}\"]\nproxy = \"env\"", echo.port())
+        )
+    );
+    std::fs::write(&path, text).unwrap();
+    let env = [
+        ("https_proxy", proxy.url()),
+        ("no_proxy", "localhost,.internal".to_owned()),
+    ];
+    let out = std::process::Command::new(tunneld_bin())
+        .args(["check", "-c"])
+        .arg(&path)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains(&format!(
+            "through proxy env: {} (from $https_proxy), not for localhost,internal",
+            proxy.url()
+        )),
+        "{stdout}"
+    );
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut run = Running::start(&path, &env);
+    run.wait_line("connected");
+    assert_eq!(tinyproxy_connects(&proxy), 1, "{}", proxy.log());
+    run.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_goes_through_the_proxy_too() {
+    // The first host has no server: the proxy says 502 and the next host is tried.
+    let sshd = Sshd::start().await.unwrap();
+    let echo = EchoServer::start().await.unwrap();
+    let proxy = ProxyServer::start(ProxyKind::Tinyproxy, None)
+        .await
+        .unwrap();
+    let dead = tunneld_tests::net::free_port("127.0.0.1".parse().unwrap());
+    let spec = format!("0:127.0.0.1:{}", echo.port());
+    let text = tunnel_toml(
+        &sshd,
+        "t",
+        &format!(
+            "local = [\"{spec}\"]\nproxy = \"{}\"\nfailover_after = 1",
+            proxy.url()
+        ),
+    )
+    .replace(
+        "host = \"127.0.0.1\"",
+        &format!(
+            "host = [\"127.0.0.1:{dead}\", \"127.0.0.1:{}\"]",
+            sshd.port()
+        ),
+    );
+    let (daemon, up) = start_up(&text, "t").await;
+    echo_through(bound_addr(&up, &spec)).await;
+    let log = proxy.log();
+    assert_eq!(tinyproxy_connects(&proxy), 1, "{log}");
+    assert!(
+        log.contains(&format!("{dead}")),
+        "the dead host was tried through the proxy:\n{log}"
+    );
+    daemon.shutdown().await;
+}
