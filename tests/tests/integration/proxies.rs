@@ -120,10 +120,28 @@ async fn http_connect_with_basic_auth_and_a_wrong_password() {
     );
     comes_back(&sshd, &echo, &mut proxy, &lines, tinyproxy_connects).await;
 
-    let wrong = proxy.password_file("not-it").unwrap();
+    let error = refused_with(&sshd, &echo, &proxy, "not-it").await;
+    assert!(
+        error.contains(&format!("proxy {}", proxy.url()))
+            && error.contains("refused the user \"bob\"")
+            && error.contains("\"HTTP/1.0 401 Unauthorized\""),
+        "{error}"
+    );
+    assert!(!error.contains("not-it"), "the password is shown: {error}");
+}
+
+/// The `last_error` of a tunnel through `proxy` with the wrong `password`; the tunnel
+/// must not be up.
+async fn refused_with(
+    sshd: &Sshd,
+    echo: &EchoServer,
+    proxy: &ProxyServer,
+    password: &str,
+) -> String {
+    let wrong = proxy.password_file(password).unwrap();
     let text = tunnel_toml(
-        &sshd,
-        "t",
+        sshd,
+        "w",
         &format!(
             "local = [\"0:127.0.0.1:{}\"]\nproxy = \"{}\"\nproxy_password_file = \"{}\"",
             echo.port(),
@@ -132,21 +150,14 @@ async fn http_connect_with_basic_auth_and_a_wrong_password() {
         ),
     );
     let daemon = Daemon::start(&config(&text));
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.watch("w").unwrap();
     let refused = wait_status(&mut rx, "the proxy's refusal in last_error", |s| {
         s.last_error.is_some()
     })
     .await;
-    let error = refused.last_error.unwrap();
-    assert!(
-        error.contains(&format!("proxy {}", proxy.url()))
-            && error.contains("refused the user \"bob\"")
-            && error.contains("\"HTTP/1.0 401 Unauthorized\""),
-        "{error}"
-    );
-    assert!(!error.contains("not-it"), "the password is shown: {error}");
     assert_ne!(status(&daemon).state, TunnelState::Up);
     daemon.shutdown().await;
+    refused.last_error.unwrap()
 }
 
 /// How many connections sshd accepted so far (each proxied connection is one).
@@ -174,26 +185,8 @@ async fn socks5_through_microsocks_with_and_without_a_password() {
             continue;
         }
         // The same proxy, the wrong password.
-        let wrong = proxy.password_file("wrong-one").unwrap();
-        let text = tunnel_toml(
-            &sshd,
-            "w",
-            &format!(
-                "local = [\"0:127.0.0.1:{}\"]\nproxy = \"{}\"\nproxy_password_file = \"{}\"",
-                echo.port(),
-                proxy.url(),
-                wrong.display()
-            ),
-        );
-        let daemon = Daemon::start(&config(&text));
-        let mut rx = daemon.watch("w").unwrap();
-        let refused = wait_status(&mut rx, "the refusal in last_error", |s| {
-            s.last_error.is_some()
-        })
-        .await;
-        let error = refused.last_error.unwrap();
+        let error = refused_with(&sshd, &echo, &proxy, "wrong-one").await;
         assert!(error.contains("refused the user \"alice\""), "{error}");
-        daemon.shutdown().await;
     }
 }
 
