@@ -187,7 +187,7 @@ const COMMAND_LINES: &[Case] = &[
             "3389:win.internal:3389",
             "admin@gateway.internal",
         ],
-        summary: "gateway.internal: admin@gateway.internal:22  -L 3389:win.internal:3389",
+        summary: "gateway.internal: admin@gateway.internal:22  -L 3389:win.internal:3389  via admin@jump.example.com:2222",
         notes: &[],
         values: |t, _| {
             let hop = &t.proxy_jump[0];
@@ -195,6 +195,26 @@ const COMMAND_LINES: &[Case] = &[
                 (hop.user.as_deref(), hop.host.as_str(), hop.port),
                 (Some("admin"), "jump.example.com", 2222)
             );
+        },
+    },
+    // Through an HTTP proxy, as OpenSSH users write it.
+    Case {
+        words: &[
+            "ssh",
+            "-o",
+            "ProxyCommand=nc -X connect -x proxy.corp:3128 %h %p",
+            "-N",
+            "-R",
+            "2222:localhost:22",
+            "tunnel@public.example.com",
+        ],
+        summary: "public.example.com: tunnel@public.example.com:22  -R 2222:localhost:22  through proxy http://proxy.corp:3128",
+        notes: &[],
+        values: |t, _| {
+            let Some(tunneld_config::Proxy::Url(url)) = &t.proxy.proxy else {
+                panic!("{:?}", t.proxy);
+            };
+            assert_eq!((url.host.as_str(), url.port), ("proxy.corp", 3128));
         },
     },
     // An ssh:// destination with its port.
@@ -400,7 +420,7 @@ const COMMAND_LINES: &[Case] = &[
             "-T",
             "ci@search",
         ],
-        summary: "search: ci@198.51.100.20:2022  -L 9200:localhost:9200",
+        summary: "search: ci@198.51.100.20:2022  -L 9200:localhost:9200  via jump.example.com:22",
         notes: &[],
         values: |t, home| {
             assert_eq!(t.identity_files, [home.cwd.join("keys/ci")]);
@@ -438,7 +458,7 @@ fn command_lines_import_into_files_that_pass_check() {
         (case.values)(&tunnels[0], &home);
         checked += 1;
     }
-    assert_eq!(checked, 14);
+    assert_eq!(checked, 15);
 }
 
 #[test]
