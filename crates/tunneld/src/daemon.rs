@@ -99,9 +99,12 @@ fn check_fd_limit(config: &Config) {
             forwards * u64::from(t.max_connections) + FDS_PER_TUNNEL
         })
         .sum();
-    if wanted > lim.rlim_cur {
+    // rlim_t is 32 bits wide on 32-bit glibc (armhf), 64 elsewhere.
+    #[allow(clippy::useless_conversion)]
+    let limit = u64::from(lim.rlim_cur);
+    if wanted > limit {
         warn!(
-            limit = lim.rlim_cur,
+            limit,
             wanted,
             "the open-file limit is below what the forwards' max_connections allow; \
              raise LimitNOFILE (ulimit -n) or lower max_connections"
