@@ -177,6 +177,12 @@ impl Running {
         Self::spawn(cmd)
     }
 
+    /// `cmd` (a tunneld, maybe under an emulator) with its stderr read like `start`'s.
+    pub fn start_command(mut cmd: Command) -> Running {
+        cmd.env("RUST_LOG", "info").stderr(Stdio::piped());
+        Self::spawn(cmd)
+    }
+
     fn command(config: &std::path::Path) -> Command {
         let mut cmd = Command::new(tunneld_bin());
         cmd.args(["run", "-c"])
@@ -223,6 +229,11 @@ impl Running {
             "no log line with {needle:?}; saw:\n{}",
             self.seen.join("\n")
         );
+    }
+
+    /// Whether a line seen so far contains `needle`.
+    pub fn seen_line(&self, needle: &str) -> bool {
+        self.seen.iter().any(|l| l.contains(needle))
     }
 
     /// Stops the process (SIGKILL) and returns every line it wrote.
