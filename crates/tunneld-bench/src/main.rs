@@ -56,6 +56,10 @@ struct Args {
     /// (memory, start-up, idle CPU) or only the NAT lab (network faults).
     #[arg(long, value_enum)]
     only: Option<Part>,
+    /// Measure this tunneld binary (another build of it: musl, other optimisation)
+    /// instead of building the workspace's release binary.
+    #[arg(long, value_name = "PATH")]
+    tunneld: Option<PathBuf>,
 }
 
 /// The parts of a run.
@@ -110,7 +114,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let plan = Plan::new(args.quick);
     raise_fd_limit();
-    let tunneld = tunneld_tests::build::release_tunneld("bench").await?;
+    let tunneld = match &args.tunneld {
+        Some(path) => std::path::absolute(path)?,
+        None => tunneld_tests::build::release_tunneld("bench").await?,
+    };
     let out_dir = match args.out {
         Some(d) => d,
         None => tunneld
@@ -125,6 +132,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(d) = std::env::args().skip_while(|a| a != "--out").nth(1) {
         command.push_str(&format!(" --out {d}"));
+    }
+    if let Some(path) = &args.tunneld {
+        command.push_str(&format!(" --tunneld {}", path.display()));
     }
     match args.only {
         Some(Part::Rounds) => command.push_str(" --only rounds"),
