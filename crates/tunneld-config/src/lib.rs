@@ -41,7 +41,7 @@ pub use model::{Backoff, Config, DaemonConfig, StrictHostKeyChecking, TunnelConf
 pub use permit::{PermitEntry, PermitRemoteOpen};
 pub use proxy::{
     EnvProxy, NoProxy, Proxy, ProxyRoute, ProxyScheme, ProxySettings, ProxyUrl, Secret,
-    expand_command,
+    expand_command, substitute_tokens,
 };
 
 use env::Env;

@@ -347,50 +347,51 @@ pub(crate) fn check_command(s: &str) -> Result<(), String> {
     if s.trim().is_empty() {
         return Err("proxy_command is empty; write a command, or \"none\"".to_owned());
     }
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '%' {
-            match chars.next() {
-                Some('h' | 'p' | 'r' | 'n' | '%') => {}
-                Some(other) => {
-                    return Err(format!(
-                        "proxy_command has \"%{other}\"; only %h (host), %p (port), %r (user), \
-                         %n (host as written) and %% are expanded"
-                    ));
-                }
-                None => {
-                    return Err(
-                        "proxy_command ends in a lone '%'; write %% for a percent sign".to_owned(),
-                    );
-                }
-            }
+    let known = |t| matches!(t, 'h' | 'p' | 'r' | 'n' | '%').then(String::new);
+    match substitute_tokens(s, known) {
+        Ok(_) => Ok(()),
+        Err(Some(other)) => Err(format!(
+            "proxy_command has \"%{other}\"; only %h (host), %p (port), %r (user), \
+             %n (host as written) and %% are expanded"
+        )),
+        Err(None) => {
+            Err("proxy_command ends in a lone '%'; write %% for a percent sign".to_owned())
         }
     }
-    Ok(())
 }
 
-/// A `proxy_command` template with `%h`, `%p`, `%r`, `%n` and `%%` expanded.
-pub fn expand_command(template: &str, host: &str, port: u16, user: &str) -> String {
-    let mut out = String::with_capacity(template.len() + host.len());
+/// Walks a `proxy_command` template: text is copied, each `%X` becomes `token(X)`.
+///
+/// # Errors
+/// `Some(X)` for a `%X` that `token` refuses (`None`), `None` for a `%` at the end.
+pub fn substitute_tokens(
+    template: &str,
+    mut token: impl FnMut(char) -> Option<String>,
+) -> Result<String, Option<char>> {
+    let mut out = String::with_capacity(template.len());
     let mut chars = template.chars();
     while let Some(c) = chars.next() {
         if c != '%' {
             out.push(c);
             continue;
         }
-        match chars.next() {
-            Some('h' | 'n') => out.push_str(host),
-            Some('p') => out.push_str(&port.to_string()),
-            Some('r') => out.push_str(user),
-            Some('%') => out.push('%'),
-            Some(other) => {
-                out.push('%');
-                out.push(other);
-            }
-            None => out.push('%'),
-        }
+        let t = chars.next().ok_or(None)?;
+        out.push_str(&token(t).ok_or(Some(t))?);
     }
-    out
+    Ok(out)
+}
+
+/// A `proxy_command` template (checked when the file was loaded) with `%h`, `%p`, `%r`,
+/// `%n` and `%%` expanded.
+pub fn expand_command(template: &str, host: &str, port: u16, user: &str) -> String {
+    let value = |t| match t {
+        'h' | 'n' => Some(host.to_owned()),
+        'p' => Some(port.to_string()),
+        'r' => Some(user.to_owned()),
+        '%' => Some("%".to_owned()),
+        _ => None,
+    };
+    substitute_tokens(template, value).unwrap_or_else(|_| template.to_owned())
 }
 
 #[cfg(test)]

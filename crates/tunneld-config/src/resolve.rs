@@ -301,14 +301,12 @@ fn resolve_proxy(
             }
         },
     };
-    let user = match &proxy {
-        Some(Proxy::Url(url)) => url.user.as_deref().map(|u| (u, url.password.is_some())),
-        Some(Proxy::Env(e)) => e
-            .url
-            .as_ref()
-            .and_then(|(_, url)| url.user.as_deref().map(|u| (u, url.password.is_some()))),
+    let url = match &proxy {
+        Some(Proxy::Url(url)) => Some(url),
+        Some(Proxy::Env(e)) => e.url.as_ref().map(|(_, url)| url),
         _ => None,
     };
+    let user = url.and_then(|u| u.user.as_deref().map(|name| (name, u.password.is_some())));
     match (user, password_file) {
         (Some((user, false)), None) => p.push(
             chosen.span(),

@@ -44,17 +44,15 @@ pub(crate) struct Draft {
     pub remote: Vec<Sourced>,
     pub dynamic: Vec<Sourced>,
     pub proxy_jump: Option<String>,
-    /// `ProxyCommand`, its words as parsed. ssh takes whichever of it and `ProxyJump`
-    /// comes first.
-    pub proxy_command: Option<Sourced>,
+    /// `ProxyCommand`: its words as parsed, and where it came from. ssh takes whichever
+    /// of it and `ProxyJump` comes first.
+    pub proxy_command: Option<(Vec<String>, String)>,
     pub permit_remote_open: Option<Vec<String>>,
     pub stream_local_bind_unlink: Option<bool>,
     /// Octal, as written (`"0177"`).
     pub stream_local_bind_mask: Option<String>,
     /// Comment lines: each option that was not imported, and why.
     pub notes: Vec<String>,
-    /// The words of `proxy_command`, for [`super::proxy::translate`].
-    proxy_command_words: Vec<String>,
 }
 
 /// tunneld's own defaults for the two heartbeat keys, named in comments.
@@ -109,11 +107,7 @@ impl Draft {
             }
             return;
         }
-        self.proxy_command = Some(Sourced {
-            value: super::proxy::shell_join(args),
-            origin: origin.to_owned(),
-        });
-        self.proxy_command_words = args.to_vec();
+        self.proxy_command = Some((args.to_vec(), origin.to_owned()));
     }
 
     /// True when some forward was given (valid or not).
@@ -174,16 +168,16 @@ impl Draft {
         if let Some(jump) = &self.proxy_jump {
             keys.push(("proxy_jump", quote(jump)));
         }
-        if let Some(command) = &self.proxy_command
-            && self.proxy_command_words != ["none"]
+        if let Some((words, origin)) = &self.proxy_command
+            && words != &["none"]
         {
             use super::proxy::Translated;
-            match super::proxy::translate(&self.proxy_command_words, &self.alias) {
+            match super::proxy::translate(words, &self.alias) {
                 Translated::Proxy(url) => keys.push(("proxy", quote(&url))),
                 Translated::Jump(jump) => keys.push(("proxy_jump", quote(&jump))),
                 Translated::Command(c) => keys.push(("proxy_command", quote(&c))),
                 Translated::Unsupported(why) => {
-                    notes.push(format!("{}: {why}", command.origin));
+                    notes.push(format!("{origin}: {why}"));
                 }
             }
         }

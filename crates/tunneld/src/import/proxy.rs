@@ -16,7 +16,7 @@ pub(crate) enum Translated {
 }
 
 /// The arguments as one shell command line: words with spaces or quotes in them quoted.
-pub(crate) fn shell_join(args: &[String]) -> String {
+fn shell_join(args: &[String]) -> String {
     let words: Vec<String> = args
         .iter()
         .map(|a| {
@@ -46,29 +46,21 @@ pub(crate) fn translate(args: &[String], alias: &str) -> Translated {
         }
         _ => {}
     }
-    let command = shell_join(args);
-    let mut out = String::with_capacity(command.len());
-    let mut chars = command.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push_str(alias),
-            Some(t @ ('h' | 'p' | 'r' | '%')) => {
-                out.push('%');
-                out.push(t);
-            }
-            Some(t) => {
-                return Translated::Unsupported(format!(
-                    "tunneld expands only %h, %p, %r, %n and %% in proxy_command, not %{t}"
-                ));
-            }
-            None => out.push('%'),
-        }
+    // %n is the alias here, as ssh expands it; the others stay for tunneld to expand.
+    let keep = |t| match t {
+        'n' => Some(alias.to_owned()),
+        'h' | 'p' | 'r' | '%' => Some(format!("%{t}")),
+        _ => None,
+    };
+    match tunneld_config::substitute_tokens(&shell_join(args), keep) {
+        Ok(command) => Translated::Command(command),
+        Err(Some(t)) => Translated::Unsupported(format!(
+            "tunneld expands only %h, %p, %r, %n and %% in proxy_command, not %{t}"
+        )),
+        Err(None) => Translated::Unsupported(
+            "the command ends in a lone '%', which tunneld's proxy_command refuses".to_owned(),
+        ),
     }
-    Translated::Command(out)
 }
 
 /// `nc [-X connect|5] -x HOST[:PORT] %h %p` (netcat-openbsd) as a proxy URL. Without `-X`
