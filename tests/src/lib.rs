@@ -39,7 +39,7 @@ pub mod sshd;
 
 pub use dropbear::{Dropbear, DropbearOptions};
 pub use modern_sshd::ModernSshd;
-pub use procs::die_with_this_process;
+pub use procs::{Process, die_with_this_process, processes};
 pub use proxy::{Fault, FaultProxy};
 pub use proxy_servers::{ProxyKind, ProxyServer};
 pub use servers::{DownloadServer, EchoServer, HttpServer, SourceServer, UnixEchoServer};

@@ -43,6 +43,38 @@ fn parent_map() -> HashMap<i32, i32> {
         .collect()
 }
 
+/// A process as `/proc` shows it now.
+#[derive(Debug, Clone)]
+pub struct Process {
+    pub pid: i32,
+    pub ppid: i32,
+    /// `R`, `S`, `Z` (a zombie: ended, not reaped) ...
+    pub state: char,
+    /// Its arguments joined by spaces (empty for zombies and kernel threads).
+    pub cmdline: String,
+}
+
+/// Every process of the machine (or of this pid namespace), read from `/proc`.
+pub fn processes() -> Vec<Process> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = read_stat(pid)?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            Some(Process {
+                pid,
+                ppid: stat.ppid,
+                state: stat.state,
+                cmdline: String::from_utf8_lossy(&cmdline).replace('\0', " "),
+            })
+        })
+        .collect()
+}
+
 /// Every process whose parent chain leads to `root` (not `root` itself).
 pub(crate) fn descendants(root: i32) -> BTreeSet<i32> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();

@@ -191,38 +191,20 @@ async fn socks5_through_microsocks_with_and_without_a_password() {
 }
 
 /// Processes whose command line holds `needle` and that are not zombies.
-fn alive_with(needle: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            String::from_utf8_lossy(&cmdline)
-                .replace('\0', " ")
-                .contains(needle)
-                && !state.starts_with('Z')
-        })
+fn alive_with(needle: &str) -> Vec<i32> {
+    tunneld_tests::processes()
+        .into_iter()
+        .filter(|p| p.state != 'Z' && p.cmdline.contains(needle))
+        .map(|p| p.pid)
         .collect()
 }
 
 /// Zombies among this process's children: commands nobody reaped.
 fn zombie_children() -> usize {
-    let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let fields: Vec<&str> = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .collect();
-            fields.first() == Some(&"Z") && fields.get(1) == Some(&me.as_str())
-        })
+    let me = i32::try_from(std::process::id()).unwrap();
+    tunneld_tests::processes()
+        .iter()
+        .filter(|p| p.state == 'Z' && p.ppid == me)
         .count()
 }
 
