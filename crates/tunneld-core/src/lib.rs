@@ -45,6 +45,7 @@ use tokio_util::task::TaskTracker;
 use tunneld_config::{Config, Diff, TunnelConfig};
 
 pub use error::TunnelError;
+pub use proxy::handshake_for_fuzzing as proxy_handshake_for_fuzzing;
 pub use status::{
     ForwardCounters, ForwardKind, ForwardState, ForwardStatus, TunnelState, TunnelStatus,
 };

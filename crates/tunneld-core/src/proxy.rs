@@ -79,6 +79,33 @@ pub(crate) async fn connect(
     }
 }
 
+/// The client side of a proxy handshake to `ssh.example:22` on `stream`, for the fuzz
+/// target: `Ok(None)` when the proxy opened the way, `Ok(Some(why))` when it refused.
+/// SOCKS5 sends the name (nothing is resolved).
+///
+/// # Errors
+/// The stream failed or ended during the handshake.
+pub async fn handshake_for_fuzzing<S>(
+    stream: &mut S,
+    scheme: ProxyScheme,
+    credentials: Option<(&str, &str)>,
+) -> std::io::Result<Option<String>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let target = tunneld_config::HostPort {
+        host: "ssh.example".to_owned(),
+        port: 22,
+    };
+    let refused = match scheme {
+        ProxyScheme::Http => http_connect(stream, &target, credentials).await?,
+        ProxyScheme::Socks5 | ProxyScheme::Socks5h => {
+            socks5_connect(stream, &target, credentials, true).await?
+        }
+    };
+    Ok(refused.map(|r| r.reason))
+}
+
 /// Why a proxy would not open the way, and whether it is about our credentials.
 #[derive(Debug, PartialEq)]
 struct Refusal {
