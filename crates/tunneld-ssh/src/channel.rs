@@ -18,8 +18,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes a channel's handle may queue for sending before its writes wait.
 pub(crate) const SEND_QUEUE_BYTES: usize = 256 * 1024;
-/// An empty receive buffer with more capacity than this is given back.
-const RECV_KEEP_BYTES: usize = 64 * 1024;
 /// At most this much is read in one [`ChannelWriter::poll_read_from`].
 const READ_FROM_BYTES: usize = 64 * 1024;
 
@@ -236,6 +234,13 @@ impl Channel {
     pub fn buffered(&self) -> usize {
         self.shared.lock().recv.len()
     }
+
+    /// Memory the channel holds for its buffers, data or not: kept while data flows,
+    /// given back once the session has been quiet for a second.
+    pub fn buffer_capacity(&self) -> usize {
+        let state = self.shared.lock();
+        state.recv.capacity() + state.send.capacity()
+    }
 }
 
 impl std::fmt::Debug for Channel {
@@ -279,10 +284,9 @@ impl ChannelShared {
             Poll::Ready(Ok(n)) => n.min(state.recv.len()),
             other => return other,
         };
+        // An emptied buffer keeps its capacity: during a transfer it empties after every
+        // read, and the driver gives it back once the session is quiet (`release_buffers`).
         state.recv.advance(n);
-        if state.recv.is_empty() && state.recv.capacity() > RECV_KEEP_BYTES {
-            state.recv = BytesMut::new();
-        }
         // n is at most the window, a u32.
         state.consumed = state.consumed.saturating_add(n as u32);
         if state.adjust_due() {

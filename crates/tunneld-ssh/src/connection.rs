@@ -222,6 +222,8 @@ pub(crate) struct Connection {
     pub(crate) announced_host_keys: Option<Vec<Vec<u8>>>,
     /// Server-opened channels of kinds we never asked for, refused so far.
     pub(crate) unrequested: u64,
+    /// Channel buffers were filled since the last [`Connection::release_buffers`].
+    buffers_used: bool,
 }
 
 impl Connection {
@@ -242,6 +244,7 @@ impl Connection {
             sendable: VecDeque::new(),
             announced_host_keys: None,
             unrequested: 0,
+            buffers_used: false,
         }
     }
 
@@ -532,6 +535,7 @@ impl Connection {
     }
 
     fn data(&mut self, id: u32, data: &[u8], extended: bool) -> Result<(), Handled> {
+        self.buffers_used = true;
         let entry = self.open_entry(id)?;
         let mut state = entry.shared.lock();
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
@@ -742,6 +746,7 @@ impl Connection {
                 .min(state.remote_window as usize)
                 .min(state.remote_max_packet as usize);
             if n > 0 {
+                self.buffers_used = true;
                 t.send_channel_data(state.remote_id, &state.send[..n]);
                 state.send.advance(n);
                 state.remote_window -= n as u32;
@@ -752,13 +757,37 @@ impl Connection {
             if !state.send.is_empty() && state.remote_window > 0 {
                 self.sendable.push_back(id);
             } else {
-                if state.send.is_empty() && state.send.capacity() > 2 * 1024 * 1024 {
-                    state.send = bytes::BytesMut::new();
-                }
                 shared.schedule(&mut state);
             }
         }
         Ok(())
+    }
+
+    /// Whether channels may hold buffers that [`Connection::release_buffers`] would give
+    /// back.
+    pub(crate) fn holds_buffers(&self) -> bool {
+        self.buffers_used
+    }
+
+    /// Gives back the buffers of channels that hold no data: a quiet session keeps
+    /// nothing for its channels. Never during a transfer, where a buffer empties after
+    /// every read and regrowing it each time costs more than the data's encryption.
+    pub(crate) fn release_buffers(&mut self) {
+        let mut kept = false;
+        for entry in self.channels.values() {
+            let mut state = entry.shared.lock();
+            if state.recv.is_empty() {
+                state.recv = bytes::BytesMut::new();
+            } else {
+                kept = true;
+            }
+            if state.send.is_empty() {
+                state.send = bytes::BytesMut::new();
+            } else {
+                kept = true;
+            }
+        }
+        self.buffers_used = kept;
     }
 
     /// Whether channel data waits for room in the output.

@@ -257,12 +257,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
         }
     }
 
-    /// Gives the transport's buffers back once nothing moved for [`TRIM_AFTER_QUIET`].
+    /// Gives the transport's and the channels' buffers back once nothing moved for
+    /// [`TRIM_AFTER_QUIET`].
     fn trim_when_quiet(&mut self, cx: &mut Context<'_>, busy: bool) {
         if busy {
             self.active_at = Instant::now();
         }
-        if !self.transport.holds_buffers() {
+        if !self.transport.holds_buffers() && !self.connection.holds_buffers() {
             self.trim_armed = false;
             return;
         }
@@ -277,6 +278,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
         let quiet_at = self.active_at + TRIM_AFTER_QUIET;
         if Instant::now() >= quiet_at {
             self.transport.trim();
+            self.connection.release_buffers();
             self.trim_armed = false;
         } else {
             // Busy since the timer was set: once more from the last activity.

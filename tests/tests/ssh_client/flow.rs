@@ -275,3 +275,38 @@ async fn memory_during_a_long_pause_stays_within_the_window() {
         source.bytes_sent()
     );
 }
+
+/// A channel keeps its buffers while data flows (regrowing them after every read would
+/// cost more than the encryption) and gives them back once the session is quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_buffers_are_kept_during_a_transfer_and_given_back_when_quiet() {
+    let sshd = Sshd::start().await.unwrap();
+    let echo = EchoServer::start().await.unwrap();
+    let (session, _incoming) = kit::connect(&sshd).await;
+    let mut channel = session.open(to(echo.addr())).await.unwrap();
+    let data = random_bytes(4 << 20, 11);
+    let mut got = vec![0u8; data.len()];
+    let (mut rd, mut wr) = channel.split();
+    let (written, read) = tokio::join!(wr.write_all(&data), rd.read_exact(&mut got));
+    written.unwrap();
+    read.unwrap();
+    assert_eq!(sha256_hex(&got), sha256_hex(&data));
+    let held = channel.buffer_capacity();
+    assert!(
+        held >= 64 << 10,
+        "{held} bytes held right after 4 MiB went by"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while channel.buffer_capacity() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} bytes still held after 10 s of quiet",
+            channel.buffer_capacity()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The channel still works, and grows its buffers again.
+    echo_roundtrip(&mut channel, b"after the quiet")
+        .await
+        .unwrap();
+}
