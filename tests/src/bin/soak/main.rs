@@ -477,6 +477,7 @@ async fn renew_sessions(
     t0: Instant,
 ) -> anyhow::Result<Sample> {
     let before = tunneld.status().await?;
+    let killed = sshd.session_pids();
     // Blocks for the few milliseconds the kills take (bounded inside).
     tokio::task::block_in_place(|| sshd.kill_sessions());
     let deadline = Instant::now() + UP_TIMEOUT;
@@ -485,14 +486,23 @@ async fn renew_sessions(
         tunneld.check_alive()?;
         let last = match tunneld.status().await {
             Ok(views) => {
-                let renewed = views.iter().all(|v| {
-                    before
-                        .iter()
-                        .any(|b| b.name == v.name && v.reconnects > b.reconnects)
-                });
+                let stale = not_renewed(&before, &views);
                 match daemon::check_all_up(&views, &expected) {
-                    Ok(()) if renewed => break,
-                    Ok(()) => "not every tunnel has reconnected yet".to_owned(),
+                    Ok(()) if stale.is_empty() => break,
+                    Ok(()) => {
+                        let survivors: Vec<i32> = sshd
+                            .session_pids()
+                            .into_iter()
+                            .filter(|p| killed.contains(p))
+                            .collect();
+                        format!(
+                            "not every tunnel has reconnected yet: {}; {} sshd session \
+                             processes before the kill, {} of them still alive",
+                            stale.join("; "),
+                            killed.len(),
+                            survivors.len()
+                        )
+                    }
                     Err(e) => e,
                 }
             }
@@ -504,6 +514,35 @@ async fn renew_sessions(
         sleep(STATUS_POLL).await;
     }
     idle_sample(tunneld, layout, t0, |_| true).await
+}
+
+/// The tunnels of `after` whose reconnect count did not grow since `before`, each with
+/// what status said of it then and now.
+fn not_renewed(before: &[daemon::TunnelView], after: &[daemon::TunnelView]) -> Vec<String> {
+    after
+        .iter()
+        .filter_map(|v| {
+            let b = before.iter().find(|b| b.name == v.name);
+            if b.is_some_and(|b| v.reconnects > b.reconnects) {
+                return None;
+            }
+            Some(match b {
+                Some(b) => format!(
+                    "{} {} since {} with {} reconnects (before the kill: {} since {}, {} \
+                     reconnects, last error {:?})",
+                    v.name,
+                    v.state,
+                    v.since,
+                    v.reconnects,
+                    b.state,
+                    b.since,
+                    b.reconnects,
+                    b.last_error
+                ),
+                None => format!("{} is new since the kill", v.name),
+            })
+        })
+        .collect()
 }
 
 /// Copies `/proc/PID/smaps` into `DIR/tunneld-smaps-WHEN.txt`, to study growth later.
@@ -569,5 +608,32 @@ mod tests {
         for bad in ["", "10", "m", "0s", "5d", "1.5h", "-1m"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    use crate::daemon::TunnelView;
+
+    fn view(name: &str, reconnects: u64) -> TunnelView {
+        TunnelView {
+            name: name.to_owned(),
+            state: "up".to_owned(),
+            since: "t".to_owned(),
+            reconnects,
+            last_error: None,
+            forwards: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_tunnel_that_kept_its_session_is_named() {
+        let before = [view("a", 1), view("b", 4)];
+        let after = [view("a", 2), view("b", 4), view("c", 0)];
+        let stale = not_renewed(&before, &after);
+        assert_eq!(stale.len(), 2, "{stale:?}");
+        assert!(
+            stale[0].starts_with("b up since t with 4 reconnects"),
+            "{stale:?}"
+        );
+        assert_eq!(stale[1], "c is new since the kill");
+        assert!(not_renewed(&before, &[view("a", 2), view("b", 5)]).is_empty());
     }
 }
