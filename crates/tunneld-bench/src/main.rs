@@ -338,8 +338,7 @@ async fn run_latency(
     }
 }
 
-/// Every per-round figure of `c` through `started`, in
-/// [`report::metrics::all_metrics`] order.
+/// Every per-round figure of `c` through `started`, in [`report::all_metrics`] order.
 async fn run_figures(
     c: Contender,
     started: &mut contenders::Started,

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::metrics::all_metrics;
+use super::all_metrics;
 use super::results::Results;
 use crate::contenders::Contender;
 

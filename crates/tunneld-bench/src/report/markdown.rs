@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::metrics::all_metrics;
+use super::all_metrics;
 use super::num;
 use super::results::Results;
 use crate::contenders::Contender;

@@ -17,7 +17,7 @@ pub use json::json;
 pub use markdown::markdown;
 pub use metrics::{
     BESIDE_SLOW, BESIDE_SLOW_SHARE, BULK, CONN_RATE, CPU_PER_GIB, LATENCY_ONE_CPU_P50,
-    LATENCY_ONE_CPU_P99, LATENCY_P50, LATENCY_P99, Metric,
+    LATENCY_ONE_CPU_P99, LATENCY_P50, LATENCY_P99, Metric, all_metrics,
 };
 pub use results::{Fleet, IdleCpu, Machine, Results, Settings};
 pub use svg::svg;
