@@ -170,7 +170,7 @@ pub enum AfterGrace {
 /// tree, as `after` says) got SIGKILL and has been reaped. A child that had already exited
 /// is not signalled (its pid may be another process's by now).
 ///
-/// Blocks the calling thread, polling every [`EXIT_POLL`]: call it where nothing else has
+/// Blocks the calling thread, polling every `EXIT_POLL`: call it where nothing else has
 /// to run on this thread meanwhile (a `Drop`, or an async caller that only waits for this).
 pub fn sigterm_then_sigkill(
     child: &mut Child,
