@@ -16,7 +16,8 @@
 //! - [`proxy_servers`]: real HTTP CONNECT and SOCKS5 proxies (tinyproxy, microsocks).
 //! - [`netlab`]: a box behind real NAT routers and a public host, in network namespaces,
 //!   with network faults (lost mappings, uplink switch, link flap, renewal, rate limit).
-//! - `procs` (private): the process tree under a pid, read from `/proc`.
+//! - `procs` (private): the process tree under a pid, read from `/proc`; stopping a child
+//!   with SIGTERM, then SIGKILL after a grace ([`sigterm_then_sigkill`]).
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline and fails with a
 //! message naming what it waited for. Everything binds to loopback addresses, or to
@@ -39,7 +40,7 @@ pub mod sshd;
 
 pub use dropbear::{Dropbear, DropbearOptions};
 pub use modern_sshd::ModernSshd;
-pub use procs::{Process, die_with_this_process, processes};
+pub use procs::{AfterGrace, Process, die_with_this_process, processes, sigterm_then_sigkill};
 pub use proxy::{Fault, FaultProxy};
 pub use proxy_servers::{ProxyKind, ProxyServer};
 pub use servers::{DownloadServer, EchoServer, HttpServer, SourceServer, UnixEchoServer};

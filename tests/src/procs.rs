@@ -1,9 +1,11 @@
-//! The process tree under a pid, read from `/proc`, and killing it without leaving orphans.
+//! The process tree under a pid, read from `/proc`, and killing it without leaving orphans;
+//! stopping a child with SIGTERM, then SIGKILL after a grace.
 //!
 //! sshd's per-connection children call `setsid()`, so process groups and sessions do not
 //! find them: only the parent-pid chain does.
 
 use std::collections::{BTreeSet, HashMap};
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 /// How long [`kill_tree`] keeps freezing new descendants before killing what it has.
@@ -14,6 +16,8 @@ const DEATH_DEADLINE: Duration = Duration::from_secs(5);
 const REAP_GRACE: Duration = Duration::from_secs(1);
 /// Pause between two `/proc` scans while waiting for processes to die.
 const DEATH_POLL: Duration = Duration::from_millis(2);
+/// Pause between two looks at whether a child sent SIGTERM has exited.
+const EXIT_POLL: Duration = Duration::from_millis(5);
 
 /// One line of `/proc/PID/stat`: what we need from it.
 struct Stat {
@@ -152,6 +156,56 @@ pub(crate) fn kill_tree(root: i32, include_root: bool) -> BTreeSet<i32> {
     frozen
 }
 
+/// What [`sigterm_then_sigkill`] SIGKILLs when the child outlives its grace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterGrace {
+    /// The child alone.
+    KillChild,
+    /// The child and every process whose parent chain leads to it.
+    KillTree,
+}
+
+/// Sends SIGTERM to `child` and waits up to `grace` for it to exit; returns its status
+/// and how long after the SIGTERM it came. `None` if it was still running then: it (or its
+/// tree, as `after` says) got SIGKILL and has been reaped. A child that had already exited
+/// is not signalled (its pid may be another process's by now).
+///
+/// Blocks the calling thread, polling every `EXIT_POLL`: call it where nothing else has
+/// to run on this thread meanwhile (a `Drop`, or an async caller that only waits for this).
+pub fn sigterm_then_sigkill(
+    child: &mut Child,
+    grace: Duration,
+    after: AfterGrace,
+) -> Option<(ExitStatus, Duration)> {
+    let start = Instant::now();
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some((status, start.elapsed()));
+    }
+    let pid = child.id() as i32;
+    signal(pid, libc::SIGTERM);
+    let start = Instant::now();
+    while start.elapsed() < grace {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some((status, start.elapsed()));
+        }
+        std::thread::sleep(EXIT_POLL);
+    }
+    match after {
+        AfterGrace::KillChild => {
+            let _ = child.kill();
+        }
+        AfterGrace::KillTree => {
+            let mut tree = descendants(pid);
+            tree.insert(pid);
+            for p in tree {
+                signal(p, libc::SIGKILL);
+            }
+        }
+    }
+    let _ = child.wait();
+    None
+}
+
 /// Makes the program `cmd` starts die (SIGKILL) when this process does, so that nothing
 /// a test, the bench or the soak starts outlives it, even if it is killed itself.
 pub fn die_with_this_process(cmd: &mut std::process::Command) {
@@ -176,6 +230,7 @@ pub fn die_with_this_process(cmd: &mut std::process::Command) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::ExitStatusExt;
     use std::process::{Command, Stdio};
 
     #[test]
@@ -207,5 +262,44 @@ mod tests {
         }
         // The shell's `wait` returns once its children die; reap it.
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn sigterm_then_sigkill_waits_for_the_exit_or_kills_after_the_grace() {
+        let mut obeys = Command::new("sleep").arg("60").spawn().unwrap();
+        let got = sigterm_then_sigkill(&mut obeys, Duration::from_secs(5), AfterGrace::KillChild);
+        let (status, took) = got.expect("sleep exits on SIGTERM");
+        assert_eq!(status.signal(), Some(libc::SIGTERM));
+        assert!(took < Duration::from_secs(5), "{took:?}");
+
+        // A shell that ignores SIGTERM, with a child of its own: the grace runs out.
+        let mut deaf = Command::new("sh")
+            .args(["-c", "trap '' TERM; sleep 60 & wait"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let root = deaf.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut under = descendants(root);
+        while under.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            under = descendants(root);
+        }
+        assert!(!under.is_empty(), "no sleep under {root}");
+        let start = Instant::now();
+        let got = sigterm_then_sigkill(&mut deaf, Duration::from_millis(200), AfterGrace::KillTree);
+        assert!(got.is_none(), "{got:?}");
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        assert_eq!(
+            deaf.try_wait().unwrap().and_then(|s| s.signal()),
+            Some(libc::SIGKILL)
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !under.iter().all(|&p| gone_or_zombie(p)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for pid in &under {
+            assert!(gone_or_zombie(*pid), "{pid} still alive");
+        }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Every child is tied to the bench (SIGKILL if the bench dies), logs into the bench's
 //! temporary folder, and is stopped with SIGTERM on drop (SIGKILL for its whole tree if it
-//! has not exited within [`STOP_TIMEOUT`]).
+//! has not exited within [`SIGTERM_GRACE`]).
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -16,8 +16,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
-use tunneld_tests::Sshd;
 use tunneld_tests::net::{echo_roundtrip, free_port};
+use tunneld_tests::{AfterGrace, Sshd, sigterm_then_sigkill};
 
 use crate::measure::process_trees;
 
@@ -29,7 +29,7 @@ const FLEET_UP_TIMEOUT_PER_TUNNEL: Duration = Duration::from_millis(150);
 /// Pause between two readiness polls.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How long a child may take to exit after SIGTERM before its tree gets SIGKILL.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const SIGTERM_GRACE: Duration = Duration::from_secs(10);
 /// Bound of one `tunneld status --json`.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound of one `apt-get` run.
@@ -494,30 +494,16 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
+        let pid = self.pid();
+        // Drop cannot await, so this blocks; the bench does nothing else while a
+        // contender stops.
+        let exited = sigterm_then_sigkill(&mut self.child, SIGTERM_GRACE, AfterGrace::KillTree);
+        if exited.is_none() {
+            eprintln!(
+                "{} (pid {pid}) ignored SIGTERM for {SIGTERM_GRACE:?}: killing its tree",
+                self.name
+            );
         }
-        self.signal(libc::SIGTERM);
-        let deadline = std::time::Instant::now() + STOP_TIMEOUT;
-        while std::time::Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            // Drop cannot await; the bench does nothing else while a contender stops.
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        eprintln!(
-            "{} (pid {}) ignored SIGTERM for {STOP_TIMEOUT:?}: killing its tree",
-            self.name,
-            self.pid()
-        );
-        for pid in process_trees(&[self.pid()]) {
-            // SAFETY: kill(2) has no memory-safety preconditions.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-        let _ = self.child.wait();
     }
 }
 

@@ -8,12 +8,15 @@
 //! Prints a Markdown report, writes `DIR/results.json` and `DIR/chart.svg`.
 //!
 //! Layout:
-//! - `main` (this file): the command line, the order of the run, machine facts.
+//! - `main` (this file): the command line, the order of the run.
+//! - `machine`: the facts about the machine shown above the results.
 //! - `contenders`: starting tunneld, ssh and autossh against the sshd, and stopping them.
 //! - `measure`: throughput, latency, connection rate, PSS and CPU time.
+//! - `nat`: tunneld and autossh behind NAT routers (uplink switch, lost mapping, link flap).
 //! - `report`: the results as Markdown, JSON and SVG.
 
 mod contenders;
+mod machine;
 mod measure;
 mod nat;
 mod report;
@@ -28,7 +31,7 @@ use tunneld_tests::{EchoServer, SourceServer, Sshd, SshdOptions};
 
 use contenders::{Contender, Env, Targets};
 use measure::{Direction, DiscardServer, Latency};
-use report::{Fleet, IdleCpu, Machine, Results, Settings};
+use report::{Fleet, IdleCpu, Results, Settings};
 
 /// sshd lines for the fleets: up to 1000 tunnels connect, each its own TCP connection.
 const SSHD_EXTRA: &[&str] = &["MaxStartups 1000:30:1000"];
@@ -143,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
         None => {}
     }
     let mut results = Results {
-        machine: machine(&tunneld),
+        machine: machine::machine(&tunneld),
         settings: Settings {
             command,
             quick: args.quick,
@@ -580,53 +583,5 @@ fn raise_fd_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
-    }
-}
-
-/// nproc, CPU model, kernel, OpenSSH and tunneld versions, and the source commit.
-fn machine(tunneld: &std::path::Path) -> Machine {
-    let output = |program: &str, args: &[&str]| {
-        let mut cmd = std::process::Command::new(program);
-        cmd.args(args);
-        cmd.output()
-            .ok()
-            .map(|o| {
-                // ssh -V answers on stderr.
-                let text = if o.stdout.is_empty() {
-                    o.stderr
-                } else {
-                    o.stdout
-                };
-                String::from_utf8_lossy(&text).trim().to_owned()
-            })
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "?".to_owned())
-    };
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                Some(
-                    l.strip_prefix("model name")?
-                        .split_once(':')?
-                        .1
-                        .trim()
-                        .to_owned(),
-                )
-            })
-        })
-        .unwrap_or_else(|| "?".to_owned());
-    let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let mut commit = output("git", &["-C", workspace, "describe", "--always", "--dirty"]);
-    if commit != "?" {
-        commit = format!("commit {commit}");
-    }
-    Machine {
-        nproc: std::thread::available_parallelism().map_or(0, usize::from),
-        cpu_model,
-        kernel: output("uname", &["-r"]),
-        openssh: output("ssh", &["-V"]),
-        tunneld: output(&tunneld.display().to_string(), &["--version"]),
-        commit,
     }
 }

@@ -14,8 +14,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
-use tunneld_tests::Sshd;
 use tunneld_tests::net::free_port;
+use tunneld_tests::{AfterGrace, Sshd, sigterm_then_sigkill};
 
 /// Bound of one `tunneld status` or `tunneld reload` (the client itself waits 30 s).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(40);
@@ -469,25 +469,16 @@ impl Tunneld {
         tunnels(&doc)
     }
 
-    /// SIGTERM, then waits for the exit; returns its code and how long it took.
+    /// SIGTERM, then waits for the exit; returns its code and how long it took. Blocks
+    /// the thread: the soak's main future calls it, with nothing else to do meanwhile.
     ///
     /// # Errors
     /// Not exited within `bound` (it is then SIGKILLed).
-    pub async fn terminate(&mut self, bound: Duration) -> anyhow::Result<(Option<i32>, Duration)> {
-        // SAFETY: kill(2) on our own child, not reaped yet.
-        unsafe {
-            libc::kill(self.pid(), libc::SIGTERM);
+    pub fn terminate(&mut self, bound: Duration) -> anyhow::Result<(Option<i32>, Duration)> {
+        match sigterm_then_sigkill(&mut self.child, bound, AfterGrace::KillChild) {
+            Some((status, took)) => Ok((status.code(), took)),
+            None => bail!("tunneld did not exit within {bound:?} of SIGTERM"),
         }
-        let start = Instant::now();
-        while start.elapsed() < bound {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Ok((status.code(), start.elapsed()));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        bail!("tunneld did not exit within {bound:?} of SIGTERM")
     }
 }
 

@@ -329,7 +329,6 @@ async fn soak(
     };
     let terminated = tunneld
         .terminate(TERM_TIMEOUT)
-        .await
         .map_err(|e| format!("{e:#}"));
     let log = LogCounts::of(&std::fs::read_to_string(tunneld.log_path()).unwrap_or_default());
 
