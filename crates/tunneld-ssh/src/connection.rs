@@ -15,26 +15,9 @@ use tracing::{debug, trace, warn};
 
 use crate::channel::{Channel, ChannelShared, Phase, SessionShared};
 use crate::error::WireError;
+use crate::msg;
 use crate::transport::{Transport, TransportError};
 use crate::wire::{Reader, Writer};
-
-/// Message numbers of the connection layer (RFC 4250 §4.1.2).
-pub(crate) mod msg {
-    pub const GLOBAL_REQUEST: u8 = 80;
-    pub const REQUEST_SUCCESS: u8 = 81;
-    pub const REQUEST_FAILURE: u8 = 82;
-    pub const CHANNEL_OPEN: u8 = 90;
-    pub const CHANNEL_OPEN_CONFIRMATION: u8 = 91;
-    pub const CHANNEL_OPEN_FAILURE: u8 = 92;
-    pub const CHANNEL_WINDOW_ADJUST: u8 = 93;
-    pub const CHANNEL_DATA: u8 = 94;
-    pub const CHANNEL_EXTENDED_DATA: u8 = 95;
-    pub const CHANNEL_EOF: u8 = 96;
-    pub const CHANNEL_CLOSE: u8 = 97;
-    pub const CHANNEL_REQUEST: u8 = 98;
-    pub const CHANNEL_SUCCESS: u8 = 99;
-    pub const CHANNEL_FAILURE: u8 = 100;
-}
 
 /// CHANNEL_OPEN_FAILURE reason codes (RFC 4254 §5.1).
 pub mod open_failure {

@@ -20,23 +20,10 @@ use crate::cipher::{self, DirectionKeys};
 use crate::error::WireError;
 use crate::hostkey::{self, HostKey, HostKeyError};
 use crate::kex::{self, ExchangeHashInput, KexError, KexMethod};
+use crate::msg;
 use crate::negotiate::{self, Chosen, KexInit, NegotiationError};
 use crate::packet::{Incoming, Outgoing, PacketError};
 use crate::wire::{Reader, Writer};
-
-/// Message numbers of the transport layer (RFC 4250 §4.1.2, RFC 8308, RFC 5656).
-pub(crate) mod msg {
-    pub const DISCONNECT: u8 = 1;
-    pub const IGNORE: u8 = 2;
-    pub const UNIMPLEMENTED: u8 = 3;
-    pub const DEBUG: u8 = 4;
-    pub const SERVICE_REQUEST: u8 = 5;
-    pub const EXT_INFO: u8 = 7;
-    pub const KEXINIT: u8 = 20;
-    pub const NEWKEYS: u8 = 21;
-    pub const KEX_ECDH_INIT: u8 = 30;
-    pub const KEX_ECDH_REPLY: u8 = 31;
-}
 
 /// Disconnect reason codes we send (RFC 4250 §4.2.2).
 pub mod reason {
@@ -362,7 +349,7 @@ impl Transport {
     pub fn send_channel_data(&mut self, recipient: u32, data: &[u8]) {
         debug_assert!(self.can_send_data());
         self.outgoing.packet(|b| {
-            b.push(crate::connection::msg::CHANNEL_DATA);
+            b.push(msg::CHANNEL_DATA);
             b.extend_from_slice(&recipient.to_be_bytes());
             b.extend_from_slice(&(data.len() as u32).to_be_bytes());
             b.extend_from_slice(data);

@@ -20,24 +20,10 @@ use ssh_key::{Certificate, HashAlg, PrivateKey, PublicKey};
 
 use crate::error::{LinkError, WireError};
 use crate::hostkey::{self, KeyKind};
+use crate::msg;
 use crate::wire::{Reader, Writer};
 
 pub use agent::AgentError;
-
-/// SSH_MSG_SERVICE_REQUEST.
-const MSG_SERVICE_REQUEST: u8 = 5;
-/// SSH_MSG_SERVICE_ACCEPT.
-const MSG_SERVICE_ACCEPT: u8 = 6;
-/// SSH_MSG_USERAUTH_REQUEST.
-const MSG_USERAUTH_REQUEST: u8 = 50;
-/// SSH_MSG_USERAUTH_FAILURE.
-const MSG_USERAUTH_FAILURE: u8 = 51;
-/// SSH_MSG_USERAUTH_SUCCESS.
-const MSG_USERAUTH_SUCCESS: u8 = 52;
-/// SSH_MSG_USERAUTH_BANNER.
-const MSG_USERAUTH_BANNER: u8 = 53;
-/// SSH_MSG_USERAUTH_PK_OK.
-const MSG_USERAUTH_PK_OK: u8 = 60;
 
 /// The most messages authentication handles before giving up (banners included).
 pub const MAX_AUTH_MESSAGES: usize = 256;
@@ -354,13 +340,13 @@ pub(crate) async fn authenticate<L: PacketLink>(
         banner: String::new(),
     };
 
-    let mut w = Writer::message(MSG_SERVICE_REQUEST);
+    let mut w = Writer::message(msg::SERVICE_REQUEST);
     w.string(b"ssh-userauth");
     io.link.send(w.into_vec()).await?;
-    let msg = io.next().await?;
-    let mut r = Reader::new(&msg);
+    let message = io.next().await?;
+    let mut r = Reader::new(&message);
     match r.u8()? {
-        MSG_SERVICE_ACCEPT => {
+        msg::SERVICE_ACCEPT => {
             let service = r.string()?;
             r.finish()?;
             if service != b"ssh-userauth" {
@@ -377,7 +363,7 @@ pub(crate) async fn authenticate<L: PacketLink>(
         }
     }
 
-    let mut w = Writer::message(MSG_USERAUTH_REQUEST);
+    let mut w = Writer::message(msg::USERAUTH_REQUEST);
     w.string(user.as_bytes())
         .string(b"ssh-connection")
         .string(b"none");
@@ -387,7 +373,7 @@ pub(crate) async fn authenticate<L: PacketLink>(
         Reply::Failure { methods, .. } => methods,
         Reply::PkOk(_) => {
             return Err(AuthError::Unexpected {
-                got: MSG_USERAUTH_PK_OK,
+                got: msg::USERAUTH_PK_OK,
                 waiting: "USERAUTH_FAILURE after none",
             });
         }
@@ -423,7 +409,7 @@ pub(crate) async fn authenticate<L: PacketLink>(
         tracing::debug!(key = %described, algorithm, "offering a key");
 
         // The query: would the server take this key?
-        let mut w = Writer::message(MSG_USERAUTH_REQUEST);
+        let mut w = Writer::message(msg::USERAUTH_REQUEST);
         w.string(user.as_bytes())
             .string(b"ssh-connection")
             .string(b"publickey")
@@ -432,8 +418,8 @@ pub(crate) async fn authenticate<L: PacketLink>(
             .string(&blob);
         io.link.send(w.into_vec()).await?;
         match io.reply("PK_OK or USERAUTH_FAILURE").await? {
-            Reply::PkOk(msg) => {
-                let mut r = Reader::new(&msg);
+            Reply::PkOk(body) => {
+                let mut r = Reader::new(&body);
                 let echoed_alg = r.string()?;
                 let echoed_blob = r.string()?;
                 r.finish()?;
@@ -450,7 +436,7 @@ pub(crate) async fn authenticate<L: PacketLink>(
         }
 
         // The signed request.
-        let mut w = Writer::message(MSG_USERAUTH_REQUEST);
+        let mut w = Writer::message(msg::USERAUTH_REQUEST);
         w.string(user.as_bytes())
             .string(b"ssh-connection")
             .string(b"publickey")
@@ -490,7 +476,7 @@ pub(crate) async fn authenticate<L: PacketLink>(
             }
             Reply::PkOk(_) => {
                 return Err(AuthError::Unexpected {
-                    got: MSG_USERAUTH_PK_OK,
+                    got: msg::USERAUTH_PK_OK,
                     waiting: "USERAUTH_SUCCESS or USERAUTH_FAILURE",
                 });
             }
@@ -636,11 +622,11 @@ impl<L: PacketLink> Io<'_, L> {
                 return Err(AuthError::TooManyMessages);
             }
             self.handled += 1;
-            let msg = self.link.recv().await?;
-            if msg.first() != Some(&MSG_USERAUTH_BANNER) {
-                return Ok(msg);
+            let message = self.link.recv().await?;
+            if message.first() != Some(&msg::USERAUTH_BANNER) {
+                return Ok(message);
             }
-            let mut r = Reader::new(&msg);
+            let mut r = Reader::new(&message);
             r.u8()?;
             let text = r.string()?;
             let _language = r.string()?;
@@ -665,24 +651,24 @@ impl<L: PacketLink> Io<'_, L> {
 
     /// The reply to a USERAUTH_REQUEST.
     async fn reply(&mut self, waiting: &'static str) -> Result<Reply, AuthError> {
-        let msg = self.next().await?;
-        let mut r = Reader::new(&msg);
+        let message = self.next().await?;
+        let mut r = Reader::new(&message);
         let number = match r.u8() {
             Ok(n) => n,
             Err(_) => return Err(AuthError::Unexpected { got: 0, waiting }),
         };
         match number {
-            MSG_USERAUTH_SUCCESS => {
+            msg::USERAUTH_SUCCESS => {
                 r.finish()?;
                 Ok(Reply::Success)
             }
-            MSG_USERAUTH_FAILURE => {
+            msg::USERAUTH_FAILURE => {
                 let methods = r.name_list()?.into_iter().map(str::to_owned).collect();
                 let partial = r.bool()?;
                 r.finish()?;
                 Ok(Reply::Failure { methods, partial })
             }
-            MSG_USERAUTH_PK_OK => Ok(Reply::PkOk(r.rest().to_vec())),
+            msg::USERAUTH_PK_OK => Ok(Reply::PkOk(r.rest().to_vec())),
             got => Err(AuthError::Unexpected { got, waiting }),
         }
     }

@@ -55,19 +55,19 @@ impl PacketLink for Scripted {
 }
 
 fn failure(methods: &str, partial: bool) -> Vec<u8> {
-    let mut w = Writer::message(MSG_USERAUTH_FAILURE);
+    let mut w = Writer::message(msg::USERAUTH_FAILURE);
     w.string(methods.as_bytes()).bool(partial);
     w.into_vec()
 }
 
 fn banner(text: &str) -> Vec<u8> {
-    let mut w = Writer::message(MSG_USERAUTH_BANNER);
+    let mut w = Writer::message(msg::USERAUTH_BANNER);
     w.string(text.as_bytes()).string(b"");
     w.into_vec()
 }
 
 fn service_accept() -> Vec<u8> {
-    let mut w = Writer::message(MSG_SERVICE_ACCEPT);
+    let mut w = Writer::message(msg::SERVICE_ACCEPT);
     w.string(b"ssh-userauth");
     w.into_vec()
 }
@@ -92,12 +92,12 @@ enum Request {
 fn parse_request(msg: &[u8]) -> Request {
     let mut r = Reader::new(msg);
     match r.u8().unwrap() {
-        MSG_SERVICE_REQUEST => {
+        msg::SERVICE_REQUEST => {
             let name = r.utf8().unwrap().to_owned();
             r.finish().unwrap();
             Request::Service(name)
         }
-        MSG_USERAUTH_REQUEST => {
+        msg::USERAUTH_REQUEST => {
             let user = r.utf8().unwrap().to_owned();
             assert_eq!(r.utf8().unwrap(), "ssh-connection");
             match r.utf8().unwrap() {
@@ -177,7 +177,7 @@ fn server(
                         .queries
                         .push((req.algorithm.clone(), req.blob.clone()));
                     if ok {
-                        let mut w = Writer::message(MSG_USERAUTH_PK_OK);
+                        let mut w = Writer::message(msg::USERAUTH_PK_OK);
                         w.string(req.algorithm.as_bytes()).string(&req.blob);
                         vec![w.into_vec()]
                     } else {
@@ -192,7 +192,7 @@ fn server(
                         valid,
                     ));
                     if ok && valid {
-                        vec![vec![MSG_USERAUTH_SUCCESS]]
+                        vec![vec![msg::USERAUTH_SUCCESS]]
                     } else {
                         vec![failure(methods, false)]
                     }
@@ -342,7 +342,7 @@ async fn partial_success_is_said() {
         Request::Service(_) => vec![service_accept()],
         Request::None => vec![failure("publickey", false)],
         Request::Publickey(req) if req.signature.is_none() => {
-            let mut w = Writer::message(MSG_USERAUTH_PK_OK);
+            let mut w = Writer::message(msg::USERAUTH_PK_OK);
             w.string(req.algorithm.as_bytes()).string(&req.blob);
             vec![w.into_vec()]
         }
@@ -371,7 +371,7 @@ async fn two_keys_when_the_server_requires_publickey_twice() {
         Request::Service(_) => vec![service_accept()],
         Request::None => vec![failure("publickey", false)],
         Request::Publickey(req) if req.signature.is_none() => {
-            let mut w = Writer::message(MSG_USERAUTH_PK_OK);
+            let mut w = Writer::message(msg::USERAUTH_PK_OK);
             w.string(req.algorithm.as_bytes()).string(&req.blob);
             vec![w.into_vec()]
         }
@@ -381,7 +381,7 @@ async fn two_keys_when_the_server_requires_publickey_twice() {
                 accepted_once = true;
                 vec![failure("publickey", true)]
             } else {
-                vec![vec![MSG_USERAUTH_SUCCESS]]
+                vec![vec![msg::USERAUTH_SUCCESS]]
             }
         }
     });
@@ -426,7 +426,7 @@ async fn banners_are_skipped_and_kept_bounded() {
     let mut inner = server(vec![blob], "publickey", seen());
     let mut link = Scripted::new(move |msg: &[u8]| {
         let mut replies = inner(msg);
-        if msg.first() == Some(&MSG_USERAUTH_REQUEST) {
+        if msg.first() == Some(&msg::USERAUTH_REQUEST) {
             replies.insert(0, banner("Welcome\x1b[31m\r\n"));
             replies.insert(1, banner(&"x".repeat(MAX_BANNER_BYTES)));
         }
@@ -469,7 +469,7 @@ async fn garbage_is_an_error_not_a_panic() {
         .collect();
     replies.push([valid_failure.clone(), vec![0]].concat());
     replies.push(vec![99, 1, 2, 3]);
-    replies.push(vec![MSG_USERAUTH_FAILURE, 0xff, 0xff, 0xff, 0xff, b'a']);
+    replies.push(vec![msg::USERAUTH_FAILURE, 0xff, 0xff, 0xff, 0xff, b'a']);
     replies.push(banner("x")[..3].to_vec());
     for reply in replies {
         let r = reply.clone();
@@ -484,7 +484,7 @@ async fn garbage_is_an_error_not_a_panic() {
         );
     }
     let mut link =
-        Scripted::new(|_: &[u8]| vec![vec![MSG_SERVICE_ACCEPT, 0, 0, 0, 3, b'f', b'o', b'o']]);
+        Scripted::new(|_: &[u8]| vec![vec![msg::SERVICE_ACCEPT, 0, 0, 0, 3, b'f', b'o', b'o']]);
     assert_eq!(
         authenticate(&mut link, "user", &[])
             .await
@@ -509,7 +509,7 @@ async fn a_pk_ok_for_another_key_is_refused() {
         Request::Service(_) => vec![service_accept()],
         Request::None => vec![failure("publickey", false)],
         Request::Publickey(req) => {
-            let mut w = Writer::message(MSG_USERAUTH_PK_OK);
+            let mut w = Writer::message(msg::USERAUTH_PK_OK);
             w.string(req.algorithm.as_bytes()).string(b"another key");
             vec![w.into_vec()]
         }
@@ -523,7 +523,7 @@ async fn a_pk_ok_for_another_key_is_refused() {
 async fn a_server_that_takes_none_needs_no_key() {
     let mut link = Scripted::new(|msg: &[u8]| match parse_request(msg) {
         Request::Service(_) => vec![service_accept()],
-        _ => vec![vec![MSG_USERAUTH_SUCCESS]],
+        _ => vec![vec![msg::USERAUTH_SUCCESS]],
     });
     let done = authenticate(&mut link, "user", &[]).await.unwrap();
     assert_eq!(done.credential, "none");
