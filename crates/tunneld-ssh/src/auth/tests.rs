@@ -5,6 +5,8 @@ use std::collections::VecDeque;
 
 use signature::Verifier;
 
+use super::credential::parse_blob;
+use super::signing::signature_name;
 use super::testkeys::{Agent, KeyFiles, KeyType};
 use super::*;
 
