@@ -5,6 +5,7 @@
 //! Layout:
 //! - `wire`: bounded readers and writers for SSH types.
 //! - `error`: errors by layer.
+//! - `msg`: the SSH message numbers of every layer.
 //! - `packet`: the binary packet protocol: framing, padding, sealing and opening in place.
 //! - `cipher`: packet protection (chacha20-poly1305, AES-GCM, AES-CTR with ETM MACs).
 //! - `kex`: key exchange methods (one file each), the exchange hash and key derivation.
@@ -31,6 +32,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod hostkey;
 mod kex;
+mod msg;
 pub mod negotiate;
 mod packet;
 mod session;

@@ -8,10 +8,8 @@
 // Nothing outside the tests calls in until the transport state machine does.
 
 use crate::error::WireError;
+use crate::msg;
 use crate::wire::{Reader, Writer};
-
-/// SSH_MSG_KEXINIT.
-pub(crate) const MSG_KEXINIT: u8 = 20;
 
 /// Most names we accept in one name-list. OpenSSH 9.2's longest default list (MACs) has 10,
 /// its key exchange list 12; 64 leaves room for any real server.
@@ -79,9 +77,9 @@ impl KexInit {
     /// be read, and nothing may follow it.
     pub(crate) fn decode(payload: &[u8]) -> Result<KexInit, NegotiationError> {
         let mut r = Reader::new(payload);
-        let msg = r.u8()?;
-        if msg != MSG_KEXINIT {
-            return Err(NegotiationError::NotKexInit(msg));
+        let number = r.u8()?;
+        if number != msg::KEXINIT {
+            return Err(NegotiationError::NotKexInit(number));
         }
         let cookie = r.array::<16>()?;
         let mut lists: [Vec<String>; 10] = Default::default();
@@ -122,7 +120,7 @@ impl KexInit {
 
     /// The payload, with the message number, reserved 0.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::message(MSG_KEXINIT);
+        let mut w = Writer::message(msg::KEXINIT);
         w.raw(&self.cookie)
             .name_list(&self.kex)
             .name_list(&self.host_key)
@@ -442,7 +440,7 @@ mod tests {
         k.first_kex_follows = true;
         k.languages_s2c = names("en-US");
         let bytes = k.encode();
-        assert_eq!(bytes[0], MSG_KEXINIT);
+        assert_eq!(bytes[0], msg::KEXINIT);
         assert_eq!(&bytes[bytes.len() - 5..], &[1, 0, 0, 0, 0]);
         assert_eq!(KexInit::decode(&bytes).unwrap(), k);
     }
@@ -670,7 +668,7 @@ mod tests {
         ));
 
         // A length field that claims far more than the payload holds.
-        let mut bytes = vec![MSG_KEXINIT];
+        let mut bytes = vec![msg::KEXINIT];
         bytes.extend([0; 16]);
         bytes.extend(u32::MAX.to_be_bytes());
         assert!(matches!(

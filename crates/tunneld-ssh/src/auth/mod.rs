@@ -2,221 +2,36 @@
 //! files, OpenSSH certificates (PROTOCOL.certkeys) and keys held by ssh-agent. RSA signs
 //! with rsa-sha2-512 or rsa-sha2-256 (RFC 8332) as the server's `server-sig-algs`
 //! (RFC 8308 §3.1) allows; never with SHA-1.
+//!
+//! Files: this one runs the exchange with the server; `credential` holds what we
+//! authenticate with, `signing` makes the signatures, `error` says why it failed and
+//! `agent` talks to ssh-agent.
 
 // The crate-internal entry points are called by the transport, which is not in the crate yet.
 
 pub mod agent;
+mod credential;
+mod error;
+mod signing;
 #[cfg(test)]
 pub(crate) mod testkeys;
 
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::Arc;
 
-use signature::Signer;
-use ssh_key::encoding::Encode;
-use ssh_key::public::KeyData;
-use ssh_key::{Certificate, HashAlg, PrivateKey, PublicKey};
-
-use crate::error::{LinkError, WireError};
-use crate::hostkey::{self, KeyKind};
+use crate::error::LinkError;
+use crate::hostkey;
+use crate::msg;
 use crate::wire::{Reader, Writer};
 
 pub use agent::AgentError;
-
-/// SSH_MSG_SERVICE_REQUEST.
-const MSG_SERVICE_REQUEST: u8 = 5;
-/// SSH_MSG_SERVICE_ACCEPT.
-const MSG_SERVICE_ACCEPT: u8 = 6;
-/// SSH_MSG_USERAUTH_REQUEST.
-const MSG_USERAUTH_REQUEST: u8 = 50;
-/// SSH_MSG_USERAUTH_FAILURE.
-const MSG_USERAUTH_FAILURE: u8 = 51;
-/// SSH_MSG_USERAUTH_SUCCESS.
-const MSG_USERAUTH_SUCCESS: u8 = 52;
-/// SSH_MSG_USERAUTH_BANNER.
-const MSG_USERAUTH_BANNER: u8 = 53;
-/// SSH_MSG_USERAUTH_PK_OK.
-const MSG_USERAUTH_PK_OK: u8 = 60;
+pub use credential::Credential;
+pub use error::AuthError;
+use signing::{SignFailure, sign, signing_algorithm};
 
 /// The most messages authentication handles before giving up (banners included).
 pub const MAX_AUTH_MESSAGES: usize = 256;
 /// The most banner text we keep for the log, in bytes (the rest is dropped).
 pub const MAX_BANNER_BYTES: usize = 8 * 1024;
-
-/// Something that can prove we hold a key.
-// A handful per tunnel, built once and borrowed: the unboxed certificate costs nothing.
-#[allow(clippy::large_enum_variant)]
-pub enum Credential {
-    /// A private key read from a file (the caller reads and permission-checks the file).
-    Key {
-        /// The key.
-        key: Arc<PrivateKey>,
-        /// A certificate of the key, offered instead of the bare key.
-        certificate: Option<Certificate>,
-        /// Where it came from (a path), for messages.
-        label: String,
-    },
-    /// A key held by the ssh-agent at `socket` (blob as the agent listed it; may be a
-    /// certificate).
-    Agent {
-        /// The agent's socket.
-        socket: PathBuf,
-        /// The public key or certificate blob.
-        blob: Vec<u8>,
-        /// The agent's comment for the key.
-        comment: String,
-    },
-}
-
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the private key.
-        f.write_str(&self.describe())
-    }
-}
-
-impl Credential {
-    /// Parses an OpenSSH private key file's text; an encrypted key is an error saying to load
-    /// it into ssh-agent (`ssh-add FILE`). `label` names the file in messages.
-    ///
-    /// # Errors
-    /// Not an OpenSSH private key, encrypted, or of a type we cannot sign with here (DSA,
-    /// security keys: those work through ssh-agent).
-    pub fn from_openssh(text: &str, label: &str) -> Result<Credential, AuthError> {
-        let key = PrivateKey::from_openssh(text).map_err(|e| AuthError::BadKey {
-            label: label.to_owned(),
-            reason: e.to_string(),
-        })?;
-        if key.is_encrypted() {
-            return Err(AuthError::EncryptedKey {
-                label: label.to_owned(),
-            });
-        }
-        if KeyKind::of(key.public_key().key_data()).is_none() {
-            return Err(AuthError::UnsupportedKey {
-                label: label.to_owned(),
-                algorithm: key.algorithm().as_str().to_owned(),
-            });
-        }
-        Ok(Credential::Key {
-            key: Arc::new(key),
-            certificate: None,
-            label: label.to_owned(),
-        })
-    }
-
-    /// Adds the certificate in `text` (an OpenSSH `*-cert.pub` line) to a file key.
-    ///
-    /// # Errors
-    /// The text is not a certificate, is for another key, or this is an agent credential
-    /// (the agent lists its certificates itself).
-    pub fn with_certificate(self, text: &str) -> Result<Credential, AuthError> {
-        let Credential::Key { key, label, .. } = self else {
-            return Err(AuthError::CertificateMismatch {
-                label: self.describe(),
-            });
-        };
-        let cert = Certificate::from_openssh(text.trim()).map_err(|e| AuthError::BadKey {
-            label: label.clone(),
-            reason: format!("certificate: {e}"),
-        })?;
-        if cert.public_key() != key.public_key().key_data() {
-            return Err(AuthError::CertificateMismatch { label });
-        }
-        Ok(Credential::Key {
-            key,
-            certificate: Some(cert),
-            label,
-        })
-    }
-
-    /// "ED25519 SHA256:... (label)", as in OpenSSH's messages, for logs and errors.
-    pub fn describe(&self) -> String {
-        match self {
-            Credential::Key {
-                key,
-                certificate,
-                label,
-            } => format!(
-                "{}{} {} ({label})",
-                type_label(key.public_key().key_data()),
-                if certificate.is_some() { "-CERT" } else { "" },
-                key.public_key().fingerprint(HashAlg::Sha256)
-            ),
-            Credential::Agent { blob, comment, .. } => match parse_blob(blob) {
-                Some((data, cert)) => format!(
-                    "{}{} {} (agent: {})",
-                    type_label(&data),
-                    if cert { "-CERT" } else { "" },
-                    data.fingerprint(HashAlg::Sha256),
-                    hostkey::printable(comment)
-                ),
-                None => format!(
-                    "an unknown agent key (agent: {})",
-                    hostkey::printable(comment)
-                ),
-            },
-        }
-    }
-
-    /// The public key or certificate blob we offer.
-    fn blob(&self) -> Result<Vec<u8>, AuthError> {
-        match self {
-            Credential::Key {
-                certificate: Some(cert),
-                ..
-            } => cert.encode_vec(),
-            Credential::Key { key, .. } => key.public_key().key_data().encode_vec(),
-            Credential::Agent { blob, .. } => return Ok(blob.clone()),
-        }
-        .map_err(|e| AuthError::Sign {
-            credential: self.describe(),
-            reason: e.to_string(),
-        })
-    }
-
-    /// The key's type and whether it is a certificate; `None` for blobs we cannot use.
-    fn kind(&self) -> Option<(KeyKind, bool)> {
-        match self {
-            Credential::Key {
-                key, certificate, ..
-            } => KeyKind::of(key.public_key().key_data()).map(|k| (k, certificate.is_some())),
-            Credential::Agent { blob, .. } => {
-                let (data, cert) = parse_blob(blob)?;
-                KeyKind::of(&data).map(|k| (k, cert))
-            }
-        }
-    }
-}
-
-/// Decodes a user key or certificate blob: the (certified) key and whether it is a
-/// certificate.
-fn parse_blob(blob: &[u8]) -> Option<(KeyData, bool)> {
-    let type_name = Reader::new(blob).utf8().ok()?;
-    if type_name.ends_with("-cert-v01@openssh.com") {
-        let cert = Certificate::from_bytes(blob).ok()?;
-        Some((cert.public_key().clone(), true))
-    } else {
-        let key = PublicKey::from_bytes(blob).ok()?;
-        Some((key.key_data().clone(), false))
-    }
-}
-
-/// OpenSSH's short name of a key type.
-fn type_label(key: &KeyData) -> &'static str {
-    match KeyKind::of(key) {
-        Some(KeyKind::Ed25519) => "ED25519",
-        Some(KeyKind::Ecdsa(_)) => "ECDSA",
-        Some(KeyKind::Rsa) => "RSA",
-        None => match key {
-            KeyData::SkEd25519(_) => "ED25519-SK",
-            KeyData::SkEcdsaSha2NistP256(_) => "ECDSA-SK",
-            KeyData::Dsa(_) => "DSA",
-            _ => "UNKNOWN",
-        },
-    }
-}
 
 /// The packet layer as authentication sees it (the transport implements this; tests script
 /// it).
@@ -240,94 +55,6 @@ pub struct Authenticated {
     pub credential: String,
     /// The server's banners, control characters replaced, at most [`MAX_BANNER_BYTES`].
     pub banner: String,
-}
-
-/// Why authentication failed.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    /// The connection failed under us.
-    #[error(transparent)]
-    Link(#[from] LinkError),
-    /// A message from the server does not parse.
-    #[error("malformed authentication message from the server: {0}")]
-    Malformed(#[from] WireError),
-    /// The server sent a message that does not belong at this point.
-    #[error("unexpected message {got} from the server while waiting for {waiting}")]
-    Unexpected {
-        /// Its message number (0 for an empty message).
-        got: u8,
-        /// What we waited for.
-        waiting: &'static str,
-    },
-    /// The server accepted another service than the one we asked for.
-    #[error("the server accepted service {0:?} instead of ssh-userauth")]
-    WrongService(String),
-    /// The server sent more messages than we handle.
-    #[error("the server sent more than {MAX_AUTH_MESSAGES} messages during authentication")]
-    TooManyMessages,
-    /// The server does not take publickey authentication.
-    #[error("the server does not offer publickey authentication; it accepts: {0}")]
-    NoPublickey(String),
-    /// There were no keys to offer.
-    #[error("no keys to try; the server accepts: {0}")]
-    NoCredentials(String),
-    /// The server refused every key.
-    #[error("the server refused every key (tried: {tried}); it accepts: {methods}")]
-    AllRefused {
-        /// What was tried, and why each failed when not simply refused.
-        tried: String,
-        /// The methods the server still accepts.
-        methods: String,
-    },
-    /// A key was accepted but the server wants more than publickey can give.
-    #[error(
-        "the server accepted {credential} but requires more authentication (partial success); it accepts: {methods}"
-    )]
-    Partial {
-        /// The key that was accepted.
-        credential: String,
-        /// What the server wants next.
-        methods: String,
-    },
-    /// The server's PK_OK names another key or algorithm than we asked about.
-    #[error("the server's PK_OK does not match the key offered ({0})")]
-    PkOkMismatch(String),
-    /// A private key file that does not parse.
-    #[error("{label}: not a usable OpenSSH private key: {reason}")]
-    BadKey {
-        /// The file.
-        label: String,
-        /// Why.
-        reason: String,
-    },
-    /// An encrypted private key file: tunneld does not ask for passphrases.
-    #[error("{label}: the private key is encrypted; load it into ssh-agent (ssh-add {label})")]
-    EncryptedKey {
-        /// The file.
-        label: String,
-    },
-    /// A private key of a type we cannot sign with.
-    #[error("{label}: {algorithm} keys are not supported here (use ssh-agent for security keys)")]
-    UnsupportedKey {
-        /// The file.
-        label: String,
-        /// Its algorithm.
-        algorithm: String,
-    },
-    /// A certificate that is not for this key.
-    #[error("{label}: the certificate is not for this key")]
-    CertificateMismatch {
-        /// The file or agent key.
-        label: String,
-    },
-    /// Signing with a local key failed.
-    #[error("signing with {credential} failed: {reason}")]
-    Sign {
-        /// The key.
-        credential: String,
-        /// Why.
-        reason: String,
-    },
 }
 
 /// Requests the "ssh-userauth" service (SERVICE_REQUEST/ACCEPT), asks "none" to learn the
@@ -354,13 +81,13 @@ pub(crate) async fn authenticate<L: PacketLink>(
         banner: String::new(),
     };
 
-    let mut w = Writer::message(MSG_SERVICE_REQUEST);
+    let mut w = Writer::message(msg::SERVICE_REQUEST);
     w.string(b"ssh-userauth");
     io.link.send(w.into_vec()).await?;
-    let msg = io.next().await?;
-    let mut r = Reader::new(&msg);
+    let message = io.next().await?;
+    let mut r = Reader::new(&message);
     match r.u8()? {
-        MSG_SERVICE_ACCEPT => {
+        msg::SERVICE_ACCEPT => {
             let service = r.string()?;
             r.finish()?;
             if service != b"ssh-userauth" {
@@ -377,7 +104,7 @@ pub(crate) async fn authenticate<L: PacketLink>(
         }
     }
 
-    let mut w = Writer::message(MSG_USERAUTH_REQUEST);
+    let mut w = Writer::message(msg::USERAUTH_REQUEST);
     w.string(user.as_bytes())
         .string(b"ssh-connection")
         .string(b"none");
@@ -387,7 +114,7 @@ pub(crate) async fn authenticate<L: PacketLink>(
         Reply::Failure { methods, .. } => methods,
         Reply::PkOk(_) => {
             return Err(AuthError::Unexpected {
-                got: MSG_USERAUTH_PK_OK,
+                got: msg::USERAUTH_PK_OK,
                 waiting: "USERAUTH_FAILURE after none",
             });
         }
@@ -423,7 +150,7 @@ pub(crate) async fn authenticate<L: PacketLink>(
         tracing::debug!(key = %described, algorithm, "offering a key");
 
         // The query: would the server take this key?
-        let mut w = Writer::message(MSG_USERAUTH_REQUEST);
+        let mut w = Writer::message(msg::USERAUTH_REQUEST);
         w.string(user.as_bytes())
             .string(b"ssh-connection")
             .string(b"publickey")
@@ -432,8 +159,8 @@ pub(crate) async fn authenticate<L: PacketLink>(
             .string(&blob);
         io.link.send(w.into_vec()).await?;
         match io.reply("PK_OK or USERAUTH_FAILURE").await? {
-            Reply::PkOk(msg) => {
-                let mut r = Reader::new(&msg);
+            Reply::PkOk(body) => {
+                let mut r = Reader::new(&body);
                 let echoed_alg = r.string()?;
                 let echoed_blob = r.string()?;
                 r.finish()?;
@@ -450,7 +177,7 @@ pub(crate) async fn authenticate<L: PacketLink>(
         }
 
         // The signed request.
-        let mut w = Writer::message(MSG_USERAUTH_REQUEST);
+        let mut w = Writer::message(msg::USERAUTH_REQUEST);
         w.string(user.as_bytes())
             .string(b"ssh-connection")
             .string(b"publickey")
@@ -490,7 +217,7 @@ pub(crate) async fn authenticate<L: PacketLink>(
             }
             Reply::PkOk(_) => {
                 return Err(AuthError::Unexpected {
-                    got: MSG_USERAUTH_PK_OK,
+                    got: msg::USERAUTH_PK_OK,
                     waiting: "USERAUTH_SUCCESS or USERAUTH_FAILURE",
                 });
             }
@@ -513,101 +240,6 @@ pub(crate) async fn authenticate<L: PacketLink>(
 
 fn offers_publickey(methods: &[String]) -> bool {
     methods.iter().any(|m| m == "publickey")
-}
-
-/// The publickey algorithm name for a key, and the agent flags that make the agent sign with
-/// it; `None` for an RSA key when the server lists no rsa-sha2 algorithm.
-fn signing_algorithm(
-    kind: KeyKind,
-    certificate: bool,
-    server_sig_algs: Option<&[String]>,
-) -> Option<(String, u32)> {
-    let (plain, flags) = match kind {
-        KeyKind::Rsa => {
-            let has = |name: &str| server_sig_algs.is_none_or(|l| l.iter().any(|a| a == name));
-            if has("rsa-sha2-512") {
-                ("rsa-sha2-512", agent::SSH_AGENT_RSA_SHA2_512)
-            } else if has("rsa-sha2-256") {
-                ("rsa-sha2-256", agent::SSH_AGENT_RSA_SHA2_256)
-            } else {
-                return None;
-            }
-        }
-        KeyKind::Ed25519 => ("ssh-ed25519", 0),
-        KeyKind::Ecdsa(curve) => (
-            match curve {
-                ssh_key::EcdsaCurve::NistP256 => "ecdsa-sha2-nistp256",
-                ssh_key::EcdsaCurve::NistP384 => "ecdsa-sha2-nistp384",
-                ssh_key::EcdsaCurve::NistP521 => "ecdsa-sha2-nistp521",
-            },
-            0,
-        ),
-    };
-    let name = if certificate {
-        format!("{plain}-cert-v01@openssh.com")
-    } else {
-        plain.to_owned()
-    };
-    Some((name, flags))
-}
-
-/// The signature algorithm name inside a signature for publickey algorithm `algorithm`.
-fn signature_name(algorithm: &str) -> &str {
-    algorithm
-        .strip_suffix("-cert-v01@openssh.com")
-        .unwrap_or(algorithm)
-}
-
-enum SignFailure {
-    /// The agent failed or refused: try the next key.
-    Agent(String),
-    /// Our own key failed to sign: a bug or a broken key, stop.
-    Local(String),
-}
-
-/// The signature blob (string algorithm || string signature) over `data`.
-async fn sign(
-    cred: &Credential,
-    algorithm: &str,
-    flags: u32,
-    data: &[u8],
-) -> Result<Vec<u8>, SignFailure> {
-    let sig_name = signature_name(algorithm);
-    match cred {
-        Credential::Key { key, .. } => {
-            let signature = match key.key_data().rsa() {
-                Some(rsa) => {
-                    let hash = if sig_name == "rsa-sha2-256" {
-                        HashAlg::Sha256
-                    } else {
-                        HashAlg::Sha512
-                    };
-                    (rsa, Some(hash)).try_sign(data)
-                }
-                None => key.try_sign(data),
-            }
-            .map_err(|e| SignFailure::Local(e.to_string()))?;
-            if signature.algorithm().as_str() != sig_name {
-                return Err(SignFailure::Local(format!(
-                    "made a {} signature, not {sig_name}",
-                    signature.algorithm()
-                )));
-            }
-            signature
-                .encode_vec()
-                .map_err(|e| SignFailure::Local(e.to_string()))
-        }
-        Credential::Agent { socket, blob, .. } => {
-            let signature = agent::sign(socket, blob, data, flags)
-                .await
-                .map_err(|e| SignFailure::Agent(e.to_string()))?;
-            // An old agent may ignore the flags and sign with SHA-1: the server would refuse
-            // it, so say so here.
-            hostkey::parse_signature(&signature, sig_name)
-                .map_err(|e| SignFailure::Agent(format!("ssh-agent's signature: {e}")))?;
-            Ok(signature)
-        }
-    }
 }
 
 /// A reply to a USERAUTH_REQUEST.
@@ -636,11 +268,11 @@ impl<L: PacketLink> Io<'_, L> {
                 return Err(AuthError::TooManyMessages);
             }
             self.handled += 1;
-            let msg = self.link.recv().await?;
-            if msg.first() != Some(&MSG_USERAUTH_BANNER) {
-                return Ok(msg);
+            let message = self.link.recv().await?;
+            if message.first() != Some(&msg::USERAUTH_BANNER) {
+                return Ok(message);
             }
-            let mut r = Reader::new(&msg);
+            let mut r = Reader::new(&message);
             r.u8()?;
             let text = r.string()?;
             let _language = r.string()?;
@@ -665,24 +297,24 @@ impl<L: PacketLink> Io<'_, L> {
 
     /// The reply to a USERAUTH_REQUEST.
     async fn reply(&mut self, waiting: &'static str) -> Result<Reply, AuthError> {
-        let msg = self.next().await?;
-        let mut r = Reader::new(&msg);
+        let message = self.next().await?;
+        let mut r = Reader::new(&message);
         let number = match r.u8() {
             Ok(n) => n,
             Err(_) => return Err(AuthError::Unexpected { got: 0, waiting }),
         };
         match number {
-            MSG_USERAUTH_SUCCESS => {
+            msg::USERAUTH_SUCCESS => {
                 r.finish()?;
                 Ok(Reply::Success)
             }
-            MSG_USERAUTH_FAILURE => {
+            msg::USERAUTH_FAILURE => {
                 let methods = r.name_list()?.into_iter().map(str::to_owned).collect();
                 let partial = r.bool()?;
                 r.finish()?;
                 Ok(Reply::Failure { methods, partial })
             }
-            MSG_USERAUTH_PK_OK => Ok(Reply::PkOk(r.rest().to_vec())),
+            msg::USERAUTH_PK_OK => Ok(Reply::PkOk(r.rest().to_vec())),
             got => Err(AuthError::Unexpected { got, waiting }),
         }
     }

@@ -8,7 +8,9 @@
 
 use aws_lc_rs::aead::chacha20_poly1305_openssh::{self as openssh, OpeningKey, SealingKey};
 
-use super::{CipherError, LENGTH_FIELD_BYTES, Opener, Sealer, split_for_open, split_for_seal};
+use super::protect::{
+    CipherError, LENGTH_FIELD_BYTES, Opener, Sealer, split_for_open, split_for_seal,
+};
 
 /// Bytes of key: K_2 then K_1, 32 each.
 pub(super) const KEY_BYTES: usize = openssh::KEY_LEN;

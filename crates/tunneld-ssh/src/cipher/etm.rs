@@ -12,7 +12,8 @@ use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::hmac;
 use aws_lc_rs::iv::FixedLength;
 
-use super::{CipherError, Mac, Opener, Sealer, split_for_open, split_for_seal};
+use super::Mac;
+use super::protect::{CipherError, Opener, Sealer, split_for_open, split_for_seal};
 
 /// Bytes of IV: the initial counter block.
 pub(super) const IV_BYTES: usize = 16;
@@ -165,7 +166,7 @@ impl Opener for EtmOpener {
         let (covered, tag) = packet.split_at_mut(tag_at);
         let want = self.mac.tag(seq, covered);
         verify_slices_are_equal(want.as_ref(), tag).map_err(|_| CipherError::BadTag)?;
-        let (_, body) = covered.split_at_mut(super::LENGTH_FIELD_BYTES);
+        let (_, body) = covered.split_at_mut(super::protect::LENGTH_FIELD_BYTES);
         self.ctr.apply(body)
     }
 }

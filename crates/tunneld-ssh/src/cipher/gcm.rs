@@ -8,7 +8,7 @@
 
 use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
-use super::{CipherError, Opener, Sealer, split_for_open, split_for_seal};
+use super::protect::{CipherError, Opener, Sealer, split_for_open, split_for_seal};
 
 /// Bytes of IV: the fixed field and the invocation counter (RFC 5647 §7.1).
 pub(super) const IV_BYTES: usize = NONCE_LEN;

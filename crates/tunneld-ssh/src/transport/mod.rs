@@ -7,36 +7,29 @@
 //! socket. Key exchange messages, IGNORE, DEBUG and EXT_INFO are handled here and never
 //! reach the caller. Nothing here awaits, sleeps or reads a clock: time comes in through
 //! [`Transport::handle_timeout`].
+//!
+//! Files: `version` reads the server's identification line; `key_exchange` runs each key
+//! exchange from KEXINIT to NEWKEYS and decides when to re-key.
 
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use rand::RngCore;
 use tracing::{debug, trace};
-use zeroize::Zeroizing;
 
-use crate::cipher::{self, DirectionKeys};
+use crate::cipher;
 use crate::error::WireError;
 use crate::hostkey::{self, HostKey, HostKeyError};
-use crate::kex::{self, ExchangeHashInput, KexError, KexMethod};
-use crate::negotiate::{self, Chosen, KexInit, NegotiationError};
+use crate::kex::{self, KexError};
+use crate::msg;
+use crate::negotiate::{Chosen, NegotiationError};
 use crate::packet::{Incoming, Outgoing, PacketError};
 use crate::wire::{Reader, Writer};
 
-/// Message numbers of the transport layer (RFC 4250 §4.1.2, RFC 8308, RFC 5656).
-pub(crate) mod msg {
-    pub const DISCONNECT: u8 = 1;
-    pub const IGNORE: u8 = 2;
-    pub const UNIMPLEMENTED: u8 = 3;
-    pub const DEBUG: u8 = 4;
-    pub const SERVICE_REQUEST: u8 = 5;
-    pub const EXT_INFO: u8 = 7;
-    pub const KEXINIT: u8 = 20;
-    pub const NEWKEYS: u8 = 21;
-    pub const KEX_ECDH_INIT: u8 = 30;
-    pub const KEX_ECDH_REPLY: u8 = 31;
-}
+mod key_exchange;
+mod version;
+
+use key_exchange::{Kex, is_kex_message};
 
 /// Disconnect reason codes we send (RFC 4250 §4.2.2).
 pub mod reason {
@@ -52,23 +45,11 @@ pub mod reason {
     pub const HOST_KEY_NOT_VERIFIABLE: u32 = 9;
 }
 
-/// The longest identification line accepted from the server, CR LF included (RFC 4253 §4.2).
-const MAX_VERSION_LINE_BYTES: usize = 255;
-/// The longest line before the identification line (RFC 4253 §4.2 allows other lines first).
-const MAX_PRE_BANNER_LINE_BYTES: usize = 1024;
-/// How many lines may come before the identification line (OpenSSH's bound as well).
-const MAX_PRE_BANNER_LINES: usize = 1024;
 /// Upper-layer messages held back during a key exchange, in bytes. The driver sends no
 /// channel data then, so only control messages (window adjusts, replies) queue here.
 const MAX_QUEUED_BYTES: usize = 1024 * 1024;
 /// At most this many extensions in one EXT_INFO.
 const MAX_EXTENSIONS: u32 = 64;
-/// The pseudo-algorithm that asks for EXT_INFO (RFC 8308 §2.1).
-const EXT_INFO_C: &str = "ext-info-c";
-/// The pseudo-algorithms of strict key exchange (OpenSSH PROTOCOL §1.10).
-const STRICT_KEX_C: &str = "kex-strict-c-v00@openssh.com";
-const STRICT_KEX_S: &str = "kex-strict-s-v00@openssh.com";
-
 /// What the transport offers and when it re-keys.
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
@@ -173,28 +154,6 @@ impl TransportError {
     fn malformed(what: &'static str) -> impl FnOnce(WireError) -> TransportError {
         move |source| TransportError::Malformed { what, source }
     }
-}
-
-/// The state of the current key exchange.
-enum Kex {
-    /// None in progress.
-    Idle,
-    /// We sent our KEXINIT (`ours`, its payload) and wait for the server's.
-    Sent { ours: Vec<u8>, parsed: KexInit },
-    /// Both KEXINITs are known and our ECDH_INIT is sent; waiting for the reply.
-    AwaitReply {
-        ours: Vec<u8>,
-        theirs: Vec<u8>,
-        chosen: Chosen,
-        method: Box<dyn KexMethod>,
-        /// The server announced a guessed kex packet that guessed wrong: skip it.
-        skip_guess: bool,
-    },
-    /// We sent NEWKEYS; waiting for the server's.
-    AwaitNewKeys {
-        opener: Box<dyn cipher::Opener>,
-        chosen: Chosen,
-    },
 }
 
 /// The client side of one SSH transport.
@@ -362,7 +321,7 @@ impl Transport {
     pub fn send_channel_data(&mut self, recipient: u32, data: &[u8]) {
         debug_assert!(self.can_send_data());
         self.outgoing.packet(|b| {
-            b.push(crate::connection::msg::CHANNEL_DATA);
+            b.push(msg::CHANNEL_DATA);
             b.extend_from_slice(&recipient.to_be_bytes());
             b.extend_from_slice(&(data.len() as u32).to_be_bytes());
             b.extend_from_slice(data);
@@ -402,54 +361,6 @@ impl Transport {
     pub fn rekey(&mut self) {
         self.rekey_due = true;
         self.maybe_rekey();
-    }
-
-    fn check_rekey_by_volume(&mut self) {
-        let limit = self.config.rekey_after_bytes;
-        if self.outgoing.bytes_since_kex >= limit || self.incoming.bytes_since_kex >= limit {
-            self.rekey_due = true;
-            self.maybe_rekey();
-        }
-    }
-
-    fn maybe_rekey(&mut self) {
-        if self.rekey_due && self.established && matches!(self.kex, Kex::Idle) {
-            self.rekey_due = false;
-            self.send_kexinit();
-        }
-    }
-
-    fn our_kexinit(&self) -> KexInit {
-        let mut cookie = [0u8; 16];
-        rand::rng().fill_bytes(&mut cookie);
-        let mut kex = self.config.kex.clone();
-        if self.session_id.is_none() {
-            // Only in the first KEXINIT (RFC 8308 §2.1; PROTOCOL §1.10).
-            kex.push(EXT_INFO_C.to_string());
-            kex.push(STRICT_KEX_C.to_string());
-        }
-        KexInit {
-            cookie,
-            kex,
-            host_key: self.config.host_key_algorithms.clone(),
-            cipher_c2s: self.config.ciphers.clone(),
-            cipher_s2c: self.config.ciphers.clone(),
-            mac_c2s: self.config.macs.clone(),
-            mac_s2c: self.config.macs.clone(),
-            compression_c2s: vec!["none".into()],
-            compression_s2c: vec!["none".into()],
-            languages_c2s: Vec::new(),
-            languages_s2c: Vec::new(),
-            first_kex_follows: false,
-        }
-    }
-
-    fn send_kexinit(&mut self) {
-        let parsed = self.our_kexinit();
-        let ours = parsed.encode();
-        trace!(rekey = self.session_id.is_some(), "sending KEXINIT");
-        self.outgoing.packet(|b| b.extend_from_slice(&ours));
-        self.kex = Kex::Sent { ours, parsed };
     }
 
     /// Processes what was read: the next message for the layers above, as a range for
@@ -527,55 +438,6 @@ impl Transport {
         self.check_rekey_by_volume();
     }
 
-    /// Reads the server's identification line; false while it is incomplete.
-    fn read_version(&mut self) -> Result<bool, TransportError> {
-        loop {
-            let buffered = self.incoming.buffered();
-            let Some(newline) = buffered.iter().position(|&b| b == b'\n') else {
-                if buffered.len() > MAX_PRE_BANNER_LINE_BYTES {
-                    return Err(TransportError::Banner(
-                        "a line longer than 1024 bytes".into(),
-                    ));
-                }
-                return Ok(false);
-            };
-            let line = &buffered[..newline];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.starts_with(b"SSH-") {
-                if newline + 1 > MAX_VERSION_LINE_BYTES {
-                    return Err(TransportError::Banner(
-                        "identification line longer than 255 bytes".into(),
-                    ));
-                }
-                let text = std::str::from_utf8(line)
-                    .ok()
-                    .filter(|t| t.chars().all(|c| c.is_ascii_graphic() || c == ' '))
-                    .ok_or_else(|| TransportError::Banner("not printable ASCII".into()))?;
-                if !(text.starts_with("SSH-2.0-") || text.starts_with("SSH-1.99-")) {
-                    return Err(TransportError::Banner(format!(
-                        "unsupported protocol version: {text}"
-                    )));
-                }
-                debug!(server = text, "server identification");
-                self.server_version = Some(text.to_string());
-                self.incoming.consume(newline + 1);
-                return Ok(true);
-            }
-            if newline + 1 > MAX_PRE_BANNER_LINE_BYTES {
-                return Err(TransportError::Banner(
-                    "a line longer than 1024 bytes".into(),
-                ));
-            }
-            self.pre_banner_lines += 1;
-            if self.pre_banner_lines > MAX_PRE_BANNER_LINES {
-                return Err(TransportError::Banner(
-                    "more than 1024 lines before the identification".into(),
-                ));
-            }
-            self.incoming.consume(newline + 1);
-        }
-    }
-
     fn ext_info(&mut self, payload: &[u8]) -> Result<(), TransportError> {
         let bad = TransportError::malformed("EXT_INFO");
         let mut r = Reader::new(payload);
@@ -606,220 +468,6 @@ impl Transport {
         }
         Ok(())
     }
-
-    fn kex_message(&mut self, number: u8, seq: u32, payload: &[u8]) -> Result<(), TransportError> {
-        match (number, std::mem::replace(&mut self.kex, Kex::Idle)) {
-            (msg::KEXINIT, Kex::Idle) => {
-                if !self.established {
-                    return Err(TransportError::Protocol("a second KEXINIT".into()));
-                }
-                // The server starts a re-exchange: answer with ours first.
-                self.send_kexinit();
-                let Kex::Sent { ours, parsed } = std::mem::replace(&mut self.kex, Kex::Idle) else {
-                    unreachable!("send_kexinit sets Sent");
-                };
-                self.their_kexinit(ours, &parsed, seq, payload)
-            }
-            (msg::KEXINIT, Kex::Sent { ours, parsed }) => {
-                self.their_kexinit(ours, &parsed, seq, payload)
-            }
-            (
-                msg::KEX_ECDH_REPLY,
-                Kex::AwaitReply {
-                    ours,
-                    theirs,
-                    chosen,
-                    method,
-                    skip_guess: false,
-                },
-            ) => self.ecdh_reply(ours, theirs, chosen, method, payload),
-            (
-                _,
-                Kex::AwaitReply {
-                    ours,
-                    theirs,
-                    chosen,
-                    method,
-                    skip_guess: true,
-                },
-            ) if number != msg::KEXINIT && number != msg::NEWKEYS => {
-                // RFC 4253 §7: a wrongly guessed kex packet is ignored.
-                self.kex = Kex::AwaitReply {
-                    ours,
-                    theirs,
-                    chosen,
-                    method,
-                    skip_guess: false,
-                };
-                Ok(())
-            }
-            (msg::NEWKEYS, Kex::AwaitNewKeys { opener, chosen }) => {
-                if payload.len() != 1 {
-                    return Err(TransportError::Protocol("NEWKEYS with a body".into()));
-                }
-                self.incoming.set_opener(opener, self.strict);
-                trace!("received NEWKEYS: the server's direction uses the new keys");
-                self.chosen = Some(chosen);
-                self.established = true;
-                self.kex_count += 1;
-                self.kex = Kex::Idle;
-                Ok(())
-            }
-            (n, _) => Err(TransportError::Protocol(format!(
-                "unexpected key exchange message {n}"
-            ))),
-        }
-    }
-
-    fn their_kexinit(
-        &mut self,
-        ours: Vec<u8>,
-        parsed: &KexInit,
-        seq: u32,
-        payload: &[u8],
-    ) -> Result<(), TransportError> {
-        let theirs = KexInit::decode(payload)?;
-        if self.session_id.is_none() {
-            self.strict = theirs.kex.iter().any(|k| k == STRICT_KEX_S);
-            if self.strict && seq != 0 {
-                return Err(TransportError::Protocol(
-                    "strict key exchange: KEXINIT was not the server's first packet".into(),
-                ));
-            }
-        }
-        let chosen = negotiate::choose(parsed, &theirs, cipher::is_aead)?;
-        debug!(
-            kex = %chosen.kex,
-            host_key = %chosen.host_key,
-            cipher_c2s = %chosen.cipher_c2s,
-            cipher_s2c = %chosen.cipher_s2c,
-            mac_c2s = chosen.mac_c2s.as_deref().unwrap_or("implicit"),
-            mac_s2c = chosen.mac_s2c.as_deref().unwrap_or("implicit"),
-            strict = self.strict,
-            "algorithms negotiated"
-        );
-        let skip_guess = theirs.first_kex_follows && negotiate::guess_is_wrong(parsed, &theirs);
-        let method = kex::start(&chosen.kex).ok_or_else(|| {
-            TransportError::Protocol(format!("negotiated unknown kex {}", chosen.kex))
-        })?;
-        let mut w = Writer::message(msg::KEX_ECDH_INIT);
-        w.string(method.client_public());
-        self.outgoing.packet(|b| b.extend_from_slice(w.as_slice()));
-        self.kex = Kex::AwaitReply {
-            ours,
-            theirs: payload.to_vec(),
-            chosen,
-            method,
-            skip_guess,
-        };
-        Ok(())
-    }
-
-    fn ecdh_reply(
-        &mut self,
-        ours: Vec<u8>,
-        theirs: Vec<u8>,
-        chosen: Chosen,
-        method: Box<dyn KexMethod>,
-        payload: &[u8],
-    ) -> Result<(), TransportError> {
-        let bad = TransportError::malformed("KEX_ECDH_REPLY");
-        let mut r = Reader::new(payload);
-        r.u8().map_err(bad)?;
-        let bad = TransportError::malformed("KEX_ECDH_REPLY");
-        let (host_key_blob, server_public, signature) = (|| {
-            let k = r.string()?;
-            let q = r.string()?;
-            let s = r.string()?;
-            r.finish()?;
-            Ok((k, q, s))
-        })()
-        .map_err(bad)?;
-        if let Some(first) = &self.host_key_blob
-            && first.as_slice() != host_key_blob
-        {
-            return Err(TransportError::HostKeyRejected(
-                "the server presented a different host key in a key re-exchange".into(),
-            ));
-        }
-        let key = hostkey::decode(host_key_blob)?;
-        trace!(host_key = %key.fingerprint(), "key exchange reply");
-        let hash = method.hash();
-        let client_public = method.client_public().to_vec();
-        let shared: Zeroizing<Vec<u8>> = method.agree(server_public)?;
-        let client_version = self.config.client_version.as_bytes();
-        let server_version = self
-            .server_version
-            .as_deref()
-            .unwrap_or_default()
-            .as_bytes();
-        let h = kex::exchange_hash(
-            hash,
-            &ExchangeHashInput {
-                client_version,
-                server_version,
-                client_kexinit: &ours,
-                server_kexinit: &theirs,
-                host_key: host_key_blob,
-                client_public: &client_public,
-                server_public,
-                shared_secret: &shared,
-            },
-        );
-        hostkey::verify(&key, &chosen.host_key, &h, signature)?;
-        if self.session_id.is_none() {
-            if let Some(mut check) = self.check.take() {
-                check(&key).map_err(TransportError::HostKeyRejected)?;
-            }
-            self.session_id = Some(h.clone());
-            self.host_key_blob = Some(host_key_blob.to_vec());
-            self.host_key = Some(key);
-        }
-        let session_id = self.session_id.clone().unwrap_or_default();
-        let keys = |iv: u8, key: u8, mac: u8, cipher: &str, mac_name: Option<&str>| {
-            let sizes = cipher::key_sizes(cipher, mac_name)
-                .ok_or_else(|| TransportError::Protocol(format!("no key sizes for {cipher}")))?;
-            let derive = |letter, len| kex::derive_key(hash, &shared, &h, letter, &session_id, len);
-            Ok::<_, TransportError>(DirectionKeys {
-                iv: derive(iv, sizes.iv),
-                key: derive(key, sizes.key),
-                mac_key: derive(mac, sizes.mac_key),
-            })
-        };
-        let c2s = keys(
-            b'A',
-            b'C',
-            b'E',
-            &chosen.cipher_c2s,
-            chosen.mac_c2s.as_deref(),
-        )?;
-        let s2c = keys(
-            b'B',
-            b'D',
-            b'F',
-            &chosen.cipher_s2c,
-            chosen.mac_s2c.as_deref(),
-        )?;
-        let sealer = cipher::sealer(&chosen.cipher_c2s, chosen.mac_c2s.as_deref(), &c2s)
-            .ok_or_else(|| TransportError::Protocol("no sealer for the cipher".into()))?;
-        let opener = cipher::opener(&chosen.cipher_s2c, chosen.mac_s2c.as_deref(), &s2c)
-            .ok_or_else(|| TransportError::Protocol("no opener for the cipher".into()))?;
-        self.outgoing.packet(|b| b.push(msg::NEWKEYS));
-        self.outgoing.set_sealer(sealer, self.strict);
-        trace!("sent NEWKEYS: our direction uses the new keys");
-        self.kex = Kex::AwaitNewKeys { opener, chosen };
-        // Our direction is re-keyed: what was held back may go now.
-        while let Some(payload) = self.queued.pop_front() {
-            self.outgoing.packet(|b| b.extend_from_slice(&payload));
-        }
-        self.queued_bytes = 0;
-        Ok(())
-    }
-}
-
-/// Key exchange messages allowed during the initial strict exchange.
-fn is_kex_message(number: u8) -> bool {
-    matches!(number, msg::KEXINIT..=49 | msg::DISCONNECT)
 }
 
 fn disconnected(payload: &[u8]) -> TransportError {

@@ -5,36 +5,30 @@
 //!
 //! Handling a message never waits on anyone: data is appended to its channel (the window
 //! bounds it), replies go to an outbox the driver sends right after.
+//!
+//! Files: this one holds the channel table, our opens and the dispatch of each message;
+//! `incoming` the channels the server opens, `global` the global requests and replies,
+//! `data_path` channel data, windows, EOF, CLOSE and buffers.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use bytes::Buf;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, trace, warn};
+use tracing::{debug, trace};
 
 use crate::channel::{Channel, ChannelShared, Phase, SessionShared};
 use crate::error::WireError;
+use crate::msg;
 use crate::transport::{Transport, TransportError};
 use crate::wire::{Reader, Writer};
 
-/// Message numbers of the connection layer (RFC 4250 §4.1.2).
-pub(crate) mod msg {
-    pub const GLOBAL_REQUEST: u8 = 80;
-    pub const REQUEST_SUCCESS: u8 = 81;
-    pub const REQUEST_FAILURE: u8 = 82;
-    pub const CHANNEL_OPEN: u8 = 90;
-    pub const CHANNEL_OPEN_CONFIRMATION: u8 = 91;
-    pub const CHANNEL_OPEN_FAILURE: u8 = 92;
-    pub const CHANNEL_WINDOW_ADJUST: u8 = 93;
-    pub const CHANNEL_DATA: u8 = 94;
-    pub const CHANNEL_EXTENDED_DATA: u8 = 95;
-    pub const CHANNEL_EOF: u8 = 96;
-    pub const CHANNEL_CLOSE: u8 = 97;
-    pub const CHANNEL_REQUEST: u8 = 98;
-    pub const CHANNEL_SUCCESS: u8 = 99;
-    pub const CHANNEL_FAILURE: u8 = 100;
-}
+mod data_path;
+mod global;
+mod incoming;
+
+pub use global::GlobalReply;
+pub(crate) use global::GlobalWaiter;
+pub use incoming::{Forwarded, IncomingChannel};
 
 /// CHANNEL_OPEN_FAILURE reason codes (RFC 4254 §5.1).
 pub mod open_failure {
@@ -74,8 +68,6 @@ impl Default for ChannelConfig {
 
 /// The smallest max packet a server may announce; smaller would make us frame tiny packets.
 const MIN_REMOTE_MAX_PACKET_BYTES: u32 = 512;
-/// Host keys accepted in one hostkeys-00@openssh.com announcement.
-const MAX_ANNOUNCED_HOST_KEYS: usize = 64;
 /// Descriptions from the server kept for errors and logs, in characters.
 const MAX_DESCRIPTION_CHARS: usize = 256;
 
@@ -100,70 +92,6 @@ pub enum OpenKind {
     },
 }
 
-/// A channel the server opened towards us.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Forwarded {
-    /// `forwarded-tcpip` (RFC 4254 §7.2): a connection to one of our remote listeners.
-    Tcpip {
-        /// The listener's address as the server reports it.
-        address: String,
-        /// The listener's port.
-        port: u32,
-        /// Who connected.
-        originator: String,
-        /// Their port.
-        originator_port: u32,
-    },
-    /// `forwarded-streamlocal@openssh.com`: a connection to one of our remote Unix sockets.
-    Streamlocal {
-        /// The socket's path on the server.
-        path: String,
-    },
-}
-
-/// A channel the server offers: accept it to get the stream, or refuse it. Dropping it
-/// refuses it.
-pub struct IncomingChannel {
-    /// What it is for.
-    pub kind: Forwarded,
-    shared: Option<Arc<ChannelShared>>,
-}
-
-impl IncomingChannel {
-    /// Accepts: the server is told, and data flows.
-    pub fn accept(mut self) -> Channel {
-        let shared = self.shared.take().expect("accept or refuse, once");
-        {
-            let mut state = shared.lock();
-            state.phase = Phase::Accepted;
-            shared.schedule(&mut state);
-        }
-        Channel::new(shared)
-    }
-
-    /// Refuses with `OPEN_FAILURE` and the given reason code (see [`open_failure`]).
-    pub fn refuse(mut self, reason: u32) {
-        if let Some(shared) = self.shared.take() {
-            refuse(&shared, reason);
-        }
-    }
-}
-
-fn refuse(shared: &Arc<ChannelShared>, reason: u32) {
-    let mut state = shared.lock();
-    state.phase = Phase::Refused;
-    state.remote_window = reason;
-    shared.schedule(&mut state);
-}
-
-impl Drop for IncomingChannel {
-    fn drop(&mut self) {
-        if let Some(shared) = self.shared.take() {
-            refuse(&shared, open_failure::ADMINISTRATIVELY_PROHIBITED);
-        }
-    }
-}
-
 /// Why a channel did not open.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum OpenError {
@@ -183,19 +111,8 @@ pub enum OpenError {
     TooMany,
 }
 
-/// A global request's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GlobalReply {
-    /// REQUEST_SUCCESS with what followed the message number.
-    Success(Vec<u8>),
-    /// REQUEST_FAILURE.
-    Failure,
-}
-
 /// A pending open of ours.
 pub(crate) type OpenReply = oneshot::Sender<Result<Channel, OpenError>>;
-/// A pending global request of ours.
-pub(crate) type GlobalWaiter = Option<oneshot::Sender<Result<GlobalReply, Arc<str>>>>;
 
 struct Entry {
     shared: Arc<ChannelShared>,
@@ -318,24 +235,6 @@ impl Connection {
         self.flush(t)
     }
 
-    /// Sends a global request; `reply` (when the request wants one) gets the answer.
-    pub(crate) fn global(
-        &mut self,
-        name: &str,
-        body: &[u8],
-        reply: GlobalWaiter,
-        t: &mut Transport,
-    ) -> Result<(), TransportError> {
-        trace!(request = name, "global request");
-        let mut w = Writer::message(msg::GLOBAL_REQUEST);
-        w.string(name.as_bytes()).bool(reply.is_some()).raw(body);
-        if reply.is_some() {
-            self.globals.push_back(reply);
-        }
-        self.outbox.push(w.into_vec());
-        self.flush(t)
-    }
-
     /// Sends what handling messages produced.
     pub(crate) fn flush(&mut self, t: &mut Transport) -> Result<(), TransportError> {
         for payload in self.outbox.drain(..) {
@@ -378,20 +277,7 @@ impl Connection {
                 r.finish()?;
                 self.data(id, data, true)
             }
-            msg::CHANNEL_WINDOW_ADJUST => {
-                let id = r.u32()?;
-                let bytes = r.u32()?;
-                r.finish()?;
-                let entry = self.open_entry(id)?;
-                let mut state = entry.shared.lock();
-                state.remote_window = state.remote_window.checked_add(bytes).ok_or_else(|| {
-                    Handled::Protocol(format!("channel {id}: window adjust overflows"))
-                })?;
-                if !state.send.is_empty() || state.send_eof || state.dropped {
-                    entry.shared.schedule(&mut state);
-                }
-                Ok(())
-            }
+            msg::CHANNEL_WINDOW_ADJUST => self.window_adjust(r),
             msg::CHANNEL_EOF => {
                 let id = r.u32()?;
                 r.finish()?;
@@ -489,38 +375,8 @@ impl Connection {
                 Ok(())
             }
             msg::CHANNEL_OPEN => self.server_open(r),
-            msg::GLOBAL_REQUEST => {
-                let name = r.string()?;
-                let want_reply = r.bool()?;
-                if name == b"hostkeys-00@openssh.com" {
-                    let mut keys = Vec::new();
-                    while !r.is_empty() {
-                        if keys.len() == MAX_ANNOUNCED_HOST_KEYS {
-                            return Err(Handled::Protocol("too many announced host keys".into()));
-                        }
-                        keys.push(r.string()?.to_vec());
-                    }
-                    self.announced_host_keys = Some(keys);
-                }
-                if want_reply {
-                    self.outbox.push(vec![msg::REQUEST_FAILURE]);
-                }
-                Ok(())
-            }
-            msg::REQUEST_SUCCESS | msg::REQUEST_FAILURE => {
-                let Some(waiter) = self.globals.pop_front() else {
-                    return Err(Handled::Protocol("a reply to no global request".into()));
-                };
-                let reply = if number == msg::REQUEST_SUCCESS {
-                    GlobalReply::Success(r.rest().to_vec())
-                } else {
-                    GlobalReply::Failure
-                };
-                if let Some(w) = waiter {
-                    let _ = w.send(Ok(reply));
-                }
-                Ok(())
-            }
+            msg::GLOBAL_REQUEST => self.global_request(r),
+            msg::REQUEST_SUCCESS | msg::REQUEST_FAILURE => self.global_reply(number, r),
             n => Err(Handled::Protocol(format!("unexpected message {n}"))),
         }
     }
@@ -532,267 +388,6 @@ impl Connection {
                 "message for channel {id}, which is not open"
             ))),
         }
-    }
-
-    fn data(&mut self, id: u32, data: &[u8], extended: bool) -> Result<(), Handled> {
-        self.buffers_used = true;
-        let entry = self.open_entry(id)?;
-        let mut state = entry.shared.lock();
-        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        if len > state.local_window {
-            return Err(Handled::Protocol(format!(
-                "channel {id}: {len} bytes of data with {} bytes of window left",
-                state.local_window
-            )));
-        }
-        state.local_window -= len;
-        if extended || state.dropped || state.recv_eof || state.close_sent {
-            // Nobody reads it: consumed at once, so the window never closes on it.
-            state.consumed = state.consumed.saturating_add(len);
-            if state.adjust_due() {
-                entry.shared.schedule(&mut state);
-            }
-            return Ok(());
-        }
-        state.recv.extend_from_slice(data);
-        if let Some(w) = state.reader.take() {
-            w.wake();
-        }
-        Ok(())
-    }
-
-    fn server_open(&mut self, r: &mut Reader<'_>) -> Result<(), Handled> {
-        let kind = r.string()?.to_vec();
-        let remote_id = r.u32()?;
-        let window = r.u32()?;
-        let max_packet = r.u32()?;
-        let forwarded = match kind.as_slice() {
-            b"forwarded-tcpip" => {
-                let address = printable(r.string()?);
-                let port = r.u32()?;
-                let originator = printable(r.string()?);
-                let originator_port = r.u32()?;
-                Some(Forwarded::Tcpip {
-                    address,
-                    port,
-                    originator,
-                    originator_port,
-                })
-            }
-            b"forwarded-streamlocal@openssh.com" => {
-                let path = printable(r.string()?);
-                Some(Forwarded::Streamlocal { path })
-            }
-            _ => None,
-        };
-        let refuse_now = |conn: &mut Connection, reason: u32, text: &str| {
-            let mut w = Writer::message(msg::CHANNEL_OPEN_FAILURE);
-            w.u32(remote_id)
-                .u32(reason)
-                .string(text.as_bytes())
-                .string(b"");
-            conn.outbox.push(w.into_vec());
-        };
-        let Some(forwarded) = forwarded else {
-            self.unrequested += 1;
-            if self.unrequested == 1 {
-                warn!(
-                    kind = %String::from_utf8_lossy(&kind),
-                    "server opened a channel of a kind we never ask for; refused"
-                );
-            }
-            refuse_now(
-                self,
-                open_failure::ADMINISTRATIVELY_PROHIBITED,
-                "channel type not accepted",
-            );
-            return Ok(());
-        };
-        if max_packet < MIN_REMOTE_MAX_PACKET_BYTES || self.offered >= self.config.max_offered {
-            refuse_now(self, open_failure::RESOURCE_SHORTAGE, "too many channels");
-            return Ok(());
-        }
-        let Some(shared) = self.allocate(Phase::Offered) else {
-            refuse_now(self, open_failure::RESOURCE_SHORTAGE, "too many channels");
-            return Ok(());
-        };
-        {
-            let mut state = shared.lock();
-            state.remote_id = remote_id;
-            state.remote_window = window;
-            state.remote_max_packet = max_packet.min(self.config.max_packet_bytes);
-        }
-        self.offered += 1;
-        let offer = IncomingChannel {
-            kind: forwarded,
-            shared: Some(Arc::clone(&shared)),
-        };
-        if let Err(e) = self.incoming.try_send(offer) {
-            // Nobody listens, or too many wait: the offer's drop refuses it.
-            drop(e);
-        }
-        Ok(())
-    }
-
-    /// Does what a channel asked for: accept/refuse answers, window adjusts, EOF and
-    /// CLOSE, and queues its data for [`Connection::pump`].
-    pub(crate) fn service(&mut self, id: u32, t: &mut Transport) -> Result<(), TransportError> {
-        let Some(entry) = self.channels.get(&id) else {
-            return Ok(());
-        };
-        let shared = Arc::clone(&entry.shared);
-        let mut state = shared.lock();
-        ChannelShared::unschedule(&mut state);
-        match state.phase {
-            Phase::Accepted => {
-                self.offered = self.offered.saturating_sub(1);
-                state.phase = Phase::Open;
-                let mut w = Writer::message(msg::CHANNEL_OPEN_CONFIRMATION);
-                w.u32(state.remote_id)
-                    .u32(id)
-                    .u32(self.config.window_bytes)
-                    .u32(self.config.max_packet_bytes);
-                t.send(w.as_slice())?;
-            }
-            Phase::Refused => {
-                self.offered = self.offered.saturating_sub(1);
-                let mut w = Writer::message(msg::CHANNEL_OPEN_FAILURE);
-                // The refusal's reason code was left in remote_window.
-                w.u32(state.remote_id)
-                    .u32(state.remote_window)
-                    .string(b"refused")
-                    .string(b"");
-                t.send(w.as_slice())?;
-                drop(state);
-                self.channels.remove(&id);
-                return Ok(());
-            }
-            Phase::Opening | Phase::Offered => return Ok(()),
-            Phase::Open => {}
-        }
-        if state.adjust_due() {
-            let mut w = Writer::message(msg::CHANNEL_WINDOW_ADJUST);
-            w.u32(state.remote_id).u32(state.consumed);
-            t.send(w.as_slice())?;
-            state.local_window = state.local_window.saturating_add(state.consumed);
-            state.consumed = 0;
-        }
-        if !state.send.is_empty() && state.remote_window > 0 && !state.close_sent {
-            if !self.sendable.contains(&id) {
-                self.sendable.push_back(id);
-            }
-            return Ok(());
-        }
-        self.finish(id, &mut state, t)?;
-        let both_closed = state.close_sent && state.close_received;
-        drop(state);
-        if both_closed {
-            self.channels.remove(&id);
-        }
-        Ok(())
-    }
-
-    /// EOF and CLOSE once the channel's data is out.
-    fn finish(
-        &mut self,
-        id: u32,
-        state: &mut crate::channel::ChannelState,
-        t: &mut Transport,
-    ) -> Result<(), TransportError> {
-        let drained = state.send.is_empty() || state.close_received;
-        if drained && (state.send_eof || state.dropped) && !state.eof_sent && !state.close_sent {
-            if !state.close_received {
-                let mut w = Writer::message(msg::CHANNEL_EOF);
-                w.u32(state.remote_id);
-                t.send(w.as_slice())?;
-            }
-            state.eof_sent = true;
-            state.wake_all();
-        }
-        let close = (drained && state.dropped) || state.close_received;
-        if close && !state.close_sent {
-            let mut w = Writer::message(msg::CHANNEL_CLOSE);
-            w.u32(state.remote_id);
-            t.send(w.as_slice())?;
-            state.close_sent = true;
-            state.wake_all();
-            debug!(channel = id, "channel closed");
-        }
-        Ok(())
-    }
-
-    /// Frames queued channel data while the output has room, taking turns between
-    /// channels, each within the server's window for it.
-    pub(crate) fn pump(
-        &mut self,
-        t: &mut Transport,
-        output_high_water: usize,
-    ) -> Result<(), TransportError> {
-        while t.output_len() < output_high_water && t.can_send_data() {
-            let Some(id) = self.sendable.pop_front() else {
-                break;
-            };
-            let Some(entry) = self.channels.get(&id) else {
-                continue;
-            };
-            let shared = Arc::clone(&entry.shared);
-            let mut state = shared.lock();
-            if state.close_sent || state.close_received {
-                continue;
-            }
-            let n = state
-                .send
-                .len()
-                .min(state.remote_window as usize)
-                .min(state.remote_max_packet as usize);
-            if n > 0 {
-                self.buffers_used = true;
-                t.send_channel_data(state.remote_id, &state.send[..n]);
-                state.send.advance(n);
-                state.remote_window -= n as u32;
-                if let Some(w) = state.writer.take() {
-                    w.wake();
-                }
-            }
-            if !state.send.is_empty() && state.remote_window > 0 {
-                self.sendable.push_back(id);
-            } else {
-                shared.schedule(&mut state);
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether channels may hold buffers that [`Connection::release_buffers`] would give
-    /// back.
-    pub(crate) fn holds_buffers(&self) -> bool {
-        self.buffers_used
-    }
-
-    /// Gives back the buffers of channels that hold no data: a quiet session keeps
-    /// nothing for its channels. Never during a transfer, where a buffer empties after
-    /// every read and regrowing it each time costs more than the data's encryption.
-    pub(crate) fn release_buffers(&mut self) {
-        let mut kept = false;
-        for entry in self.channels.values() {
-            let mut state = entry.shared.lock();
-            if state.recv.is_empty() {
-                state.recv = bytes::BytesMut::new();
-            } else {
-                kept = true;
-            }
-            if state.send.is_empty() {
-                state.send = bytes::BytesMut::new();
-            } else {
-                kept = true;
-            }
-        }
-        self.buffers_used = kept;
-    }
-
-    /// Whether channel data waits for room in the output.
-    pub(crate) fn has_sendable(&self) -> bool {
-        !self.sendable.is_empty()
     }
 
     /// The session ended: every channel, open and request learns why.
