@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
@@ -32,6 +32,8 @@ const READ_BUDGET_BYTES: usize = 256 * 1024;
 /// is quiet between every two reads, and freeing and regrowing hundreds of KiB there
 /// (fresh pages each time) costs more CPU than the encryption.
 const TRIM_AFTER_QUIET: Duration = Duration::from_secs(1);
+/// After our DISCONNECT is written, how long the server gets to close its end.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// When the socket last gave bytes, readable from any thread.
 pub(crate) struct Heard {
@@ -133,6 +135,9 @@ where
         Ok(()) => poll_fn(|cx| driver.poll(cx)).await,
         Err(e) => Err(e),
     };
+    if result.is_ok() && driver.closing {
+        linger(&mut driver.stream).await;
+    }
     let why: Arc<str> = match result {
         Ok(text) => text.into(),
         Err(e) => e.to_string().into(),
@@ -140,6 +145,21 @@ where
     debug!(reason = %why, "session ended");
     driver.connection.end(&why);
     end.send_replace(Some(why));
+}
+
+/// Ends a session we said goodbye to: a FIN after the DISCONNECT, then what the server
+/// still sends is read and dropped until it closes its end. Closing with bytes unread
+/// would make the kernel reset the connection, and a server busy writing meets the reset
+/// before it reads the DISCONNECT, so it would log a reset instead of our goodbye.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, async {
+        if stream.shutdown().await.is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; 16 << 10];
+        while let Ok(1..) = stream.read(&mut buf).await {}
+    })
+    .await;
 }
 
 struct Driver<S> {

@@ -1,11 +1,14 @@
 //! Channels, remote listeners, host key refusal and re-keying against a real sshd.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tunneld_ssh::{ConnectError, Forwarded, OpenError, OpenKind, TransportError};
-use tunneld_tests::net::{echo_roundtrip, transfer_both_ways, wait_port_closed};
-use tunneld_tests::{EchoServer, Sshd, SshdOptions, UnixEchoServer};
+use tunneld_tests::net::{echo_roundtrip, transfer_both_ways, wait_port_closed, wait_until};
+use tunneld_tests::{EchoServer, SourceServer, Sshd, SshdOptions, UnixEchoServer};
 
 use crate::kit::{self, CONNECT_TIMEOUT};
 
@@ -167,4 +170,44 @@ async fn keys_are_re_exchanged_by_either_side_while_data_flows() {
     );
     let mut again = session.open(to(echo.addr())).await.unwrap();
     echo_roundtrip(&mut again, b"same session").await.unwrap();
+}
+
+/// A goodbye said while the server is still sending must reach it. Closing a socket with
+/// bytes unread makes the kernel reset the connection, and the server, busy writing,
+/// meets the reset before it reads our DISCONNECT; so the socket is shut for writing and
+/// drained to the server's end instead.
+#[tokio::test]
+async fn a_goodbye_said_while_data_pours_in_reaches_the_server() {
+    let sshd = Sshd::start().await.unwrap();
+    let source = SourceServer::start().await.unwrap();
+    for round in 0..3 {
+        let (session, _incoming) = kit::connect(&sshd).await;
+        let read = Arc::new(AtomicU64::new(0));
+        for _ in 0..4 {
+            let mut channel = session.open(to(source.addr())).await.unwrap();
+            let read = Arc::clone(&read);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 << 10];
+                while let Ok(n @ 1..) = channel.read(&mut buf).await {
+                    read.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            });
+        }
+        wait_until(CONNECT_TIMEOUT, "data pouring in", || {
+            read.load(Ordering::Relaxed) >= 16 << 20
+        })
+        .await
+        .unwrap();
+        let goodbyes = sshd.count_in_log("Received disconnect");
+        session.disconnect("leaving mid-transfer");
+        tokio::time::timeout(CONNECT_TIMEOUT, session.closed())
+            .await
+            .unwrap();
+        wait_until(CONNECT_TIMEOUT, "sshd logs our goodbye", || {
+            sshd.count_in_log("Received disconnect") == goodbyes + 1
+        })
+        .await
+        .unwrap_or_else(|e| panic!("round {round}: {e}; sshd log:\n{}", sshd.log()));
+    }
+    assert_eq!(sshd.count_in_log("Connection reset"), 0, "{}", sshd.log());
 }
