@@ -30,6 +30,18 @@ const BUSY_READ_BYTES: usize = 16 * 1024;
 /// session is quiet.
 const OUT_KEEP_BYTES: usize = 16 * 1024;
 
+/// Bytes one set of keys may protect in one direction before a re-exchange, by the
+/// cipher's block size, as OpenSSH limits them (`packet.c`, `ssh_set_newkeys`): 2^32
+/// blocks for 16-byte block ciphers (AES-GCM, AES-CTR: 64 GiB), 1 GiB for smaller blocks
+/// (chacha20-poly1305@openssh.com counts 8-byte blocks).
+pub(crate) fn key_volume_limit_bytes(block_size: usize) -> u64 {
+    if block_size >= 16 {
+        (1u64 << 32) * 16
+    } else {
+        1 << 30
+    }
+}
+
 /// Why an incoming packet was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PacketError {
@@ -79,6 +91,14 @@ impl Outgoing {
             self.seq = 0;
         }
         self.bytes_since_kex = 0;
+    }
+
+    /// Bytes the current keys may protect before a re-exchange (no limit before the
+    /// first one).
+    pub(crate) fn volume_limit_bytes(&self) -> u64 {
+        self.sealer
+            .as_ref()
+            .map_or(u64::MAX, |s| key_volume_limit_bytes(s.block_size()))
     }
 
     /// Appends raw bytes that are not a packet (the version line).
@@ -193,6 +213,14 @@ impl Incoming {
             self.seq = 0;
         }
         self.bytes_since_kex = 0;
+    }
+
+    /// Bytes the current keys may open before a re-exchange (no limit before the first
+    /// one).
+    pub(crate) fn volume_limit_bytes(&self) -> u64 {
+        self.opener
+            .as_ref()
+            .map_or(u64::MAX, |o| key_volume_limit_bytes(o.block_size()))
     }
 
     /// The sequence number of the next packet to be opened.
@@ -455,6 +483,37 @@ mod tests {
                 matches!(incoming.next_packet(), Err(PacketError::Padding { .. })),
                 "{padding}"
             );
+        }
+    }
+
+    fn keys(sizes: crate::cipher::KeySizes) -> crate::cipher::DirectionKeys {
+        crate::cipher::DirectionKeys {
+            iv: vec![1; sizes.iv].into(),
+            key: vec![2; sizes.key].into(),
+            mac_key: vec![3; sizes.mac_key].into(),
+        }
+    }
+
+    /// Each cipher's keys are re-exchanged after OpenSSH's volume for it: 2^32 AES blocks,
+    /// 1 GiB of chacha20-poly1305; nothing limits the unprotected first exchange.
+    #[test]
+    fn keys_are_renewed_after_the_volume_openssh_allows_their_cipher() {
+        use crate::cipher::{self, AES128_CTR, AES128_GCM, AES256_GCM, CHACHA20_POLY1305};
+        let mut out = Outgoing::new();
+        let mut incoming = Incoming::new();
+        assert_eq!(out.volume_limit_bytes(), u64::MAX);
+        assert_eq!(incoming.volume_limit_bytes(), u64::MAX);
+        for (cipher, mac, limit) in [
+            (AES128_GCM, None, 64u64 << 30),
+            (AES256_GCM, None, 64 << 30),
+            (AES128_CTR, Some(cipher::HMAC_SHA256_ETM), 64 << 30),
+            (CHACHA20_POLY1305, None, 1 << 30),
+        ] {
+            let k = keys(cipher::key_sizes(cipher, mac).unwrap());
+            out.set_sealer(cipher::sealer(cipher, mac, &k).unwrap(), false);
+            incoming.set_opener(cipher::opener(cipher, mac, &k).unwrap(), false);
+            assert_eq!(out.volume_limit_bytes(), limit, "{cipher}");
+            assert_eq!(incoming.volume_limit_bytes(), limit, "{cipher}");
         }
     }
 

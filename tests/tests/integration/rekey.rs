@@ -76,13 +76,26 @@ async fn futures_join(
     out
 }
 
-/// More than the 1 GiB after which a client traditionally starts a rekey on its own.
+/// More than the 1 GiB of chacha20-poly1305 after which both sides start a rekey on their
+/// own, so a re-exchange (ours, the server's or both at once) meets eight full windows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_busy_streams_outlive_a_gibibyte() {
-    let sshd = Sshd::start().await.unwrap();
+    let sshd = Sshd::start_with(SshdOptions {
+        extra_config: vec!["Ciphers chacha20-poly1305@openssh.com".into()],
+        ..SshdOptions::default()
+    })
+    .await
+    .unwrap();
     let reconnects = pull_in_parallel(&sshd, 160 << 20).await;
     assert_eq!(reconnects, 0, "the session dropped under load");
     assert_eq!(sshd.count_in_log("Accepted publickey"), 1, "{}", sshd.log());
+    // sshd logs the volume limit of every new key (debug1): the first and at least one more.
+    let exchanges = sshd.count_in_log("rekey out after 134217728 blocks");
+    assert!(
+        exchanges >= 2,
+        "{exchanges} key exchange(s)\n{}",
+        sshd.log()
+    );
 }
 
 /// The server rekeys every 32 MiB while eight channels pull data: every rekey completes

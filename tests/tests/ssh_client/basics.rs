@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tunneld_ssh::{ConnectError, Forwarded, OpenError, OpenKind, TransportError};
+use tunneld_ssh::{Config, ConnectError, Forwarded, OpenError, OpenKind, TransportError};
 use tunneld_tests::net::{echo_roundtrip, transfer_both_ways, wait_port_closed, wait_until};
 use tunneld_tests::{EchoServer, SourceServer, Sshd, SshdOptions, UnixEchoServer};
 
@@ -167,6 +167,32 @@ async fn keys_are_re_exchanged_by_either_side_while_data_flows() {
         session.kex_count() >= 16,
         "only {} key exchanges",
         session.kex_count()
+    );
+    let mut again = session.open(to(echo.addr())).await.unwrap();
+    echo_roundtrip(&mut again, b"same session").await.unwrap();
+}
+
+/// The client starts a re-exchange by itself once its volume limit is reached, in the
+/// middle of a transfer both ways (sshd keeps its own, far larger, limit).
+#[tokio::test]
+async fn our_volume_limit_starts_a_re_exchange_while_data_flows() {
+    let sshd = Sshd::start().await.unwrap();
+    let echo = EchoServer::start().await.unwrap();
+    let mut config = Config::default();
+    config.transport.rekey_after_bytes = 1 << 20;
+    let (session, _incoming) = kit::connect_with(&sshd, config).await;
+    let channel = session.open(to(echo.addr())).await.unwrap();
+    transfer_both_ways(channel, 8 << 20).await.unwrap();
+    // 16 MiB through a 1 MiB limit.
+    assert!(
+        session.kex_count() >= 8,
+        "only {} key exchanges",
+        session.kex_count()
+    );
+    assert!(
+        sshd.count_in_log("SSH2_MSG_KEXINIT received") >= 8,
+        "{}",
+        sshd.log()
     );
     let mut again = session.open(to(echo.addr())).await.unwrap();
     echo_roundtrip(&mut again, b"same session").await.unwrap();

@@ -45,7 +45,9 @@ pub(super) enum Kex {
 impl Transport {
     pub(super) fn check_rekey_by_volume(&mut self) {
         let limit = self.config.rekey_after_bytes;
-        if self.outgoing.bytes_since_kex >= limit || self.incoming.bytes_since_kex >= limit {
+        let out_limit = limit.min(self.outgoing.volume_limit_bytes());
+        let in_limit = limit.min(self.incoming.volume_limit_bytes());
+        if self.outgoing.bytes_since_kex >= out_limit || self.incoming.bytes_since_kex >= in_limit {
             self.rekey_due = true;
             self.maybe_rekey();
         }

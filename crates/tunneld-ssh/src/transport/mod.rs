@@ -63,7 +63,8 @@ pub struct TransportConfig {
     pub ciphers: Vec<String>,
     /// MACs for non-AEAD ciphers, best first.
     pub macs: Vec<String>,
-    /// Re-key after this many bytes in either direction.
+    /// Re-key after this many bytes in either direction, at the most: each cipher's own
+    /// limit applies below it (OpenSSH's: 64 GiB for AES, 1 GiB for chacha20-poly1305).
     pub rekey_after_bytes: u64,
     /// Re-key after this long.
     pub rekey_after: Duration,
@@ -83,9 +84,10 @@ impl Default for TransportConfig {
                 .map(str::to_string)
                 .collect(),
             macs: cipher::MACS.iter().map(|s| s.to_string()).collect(),
-            // OpenSSH re-keys AES-GCM at 4 GiB and chacha20 at 2^32 blocks; 1 GiB and an
-            // hour keep every cipher well inside its limits.
-            rekey_after_bytes: 1 << 30,
+            // By volume, the cipher's own limit, as OpenSSH does without a RekeyLimit: a
+            // re-exchange every GiB would pause a fast transfer every second or so. By time,
+            // an hour.
+            rekey_after_bytes: u64::MAX,
             rekey_after: Duration::from_secs(3600),
         }
     }
