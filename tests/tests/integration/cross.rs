@@ -5,6 +5,8 @@
 //! `TUNNELD_CROSS_BINARIES`: entries `EMULATOR[:SYSROOT]=BINARY` separated by `;`, e.g.
 //! `qemu-aarch64-static=target/aarch64-unknown-linux-musl/release/tunneld`. Set it to
 //! `none` to leave these out on purpose; unset, the test fails and says how to run it.
+//! An entry without a SYSROOT runs with no ARM libraries at hand, so a static build that
+//! is not static fails here.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -85,11 +87,13 @@ async fn arm_builds_run_and_forward_under_qemu() {
             out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("tunneld "),
             "{what}: {out:?}"
         );
+        let mut checked = 0;
         for entry in std::fs::read_dir(&configs).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_none_or(|e| e != "toml") {
                 continue;
             }
+            checked += 1;
             let out = cross
                 .command()
                 .arg("check")
@@ -103,6 +107,11 @@ async fn arm_builds_run_and_forward_under_qemu() {
                 path.display()
             );
         }
+        assert!(
+            checked > 0,
+            "no example configuration in {}",
+            configs.display()
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let local = free_port(std::net::Ipv4Addr::LOCALHOST.into());
