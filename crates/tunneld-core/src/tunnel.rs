@@ -89,11 +89,24 @@ fn forward_list(cfg: &TunnelConfig, old: &[ForwardStatus]) -> Vec<ForwardStatus>
                 spec: spec.clone(),
                 state: ForwardState::Pending,
                 error: None,
-                bound: None,
+                listen: None,
                 counters: Arc::new(ForwardCounters::with_limit(cfg.max_connections)),
             })
     })
     .collect()
+}
+
+/// Remote forwards back to `pending`, with nothing bound: they live and die with a session.
+fn forget_remotes(s: &mut TunnelStatus) {
+    for f in s
+        .forwards
+        .iter_mut()
+        .filter(|f| f.kind == ForwardKind::Remote)
+    {
+        f.state = ForwardState::Pending;
+        f.error = None;
+        f.listen = None;
+    }
 }
 
 /// While a session is up: `up` when every forward is active, `degraded` when one is not;
@@ -130,7 +143,7 @@ impl Tunnel {
         spec: &str,
         state: ForwardState,
         error: Option<String>,
-        bound: Option<String>,
+        listen: Option<Vec<String>>,
     ) {
         let up = self.session.borrow().is_some();
         self.status.send_modify(|s| {
@@ -141,9 +154,7 @@ impl Tunnel {
             {
                 f.state = state;
                 f.error = error;
-                if bound.is_some() {
-                    f.bound = bound;
-                }
+                f.listen = listen;
             }
             settle(s, up);
         });
@@ -336,8 +347,8 @@ async fn bind_until_done(
         };
         match Listener::bind(listen, unix).await {
             Ok((l, skipped)) => {
-                let at = l.describe();
-                info!(tunnel = %t.name, forward = %key.1, listen = %at, "listening");
+                let at = l.addresses();
+                info!(tunnel = %t.name, forward = %key.1, listen = %at.join(", "), "listening");
                 if let Some(e) = skipped {
                     warn!(tunnel = %t.name, forward = %key.1, error = %e, "listening on fewer addresses than asked");
                 }
@@ -455,6 +466,8 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
                 };
                 // Whatever ended it, make sure the session lets go of the socket.
                 shared.kill.cancel();
+                // The server's listeners went with the session.
+                t.status.send_modify(forget_remotes);
                 if up_at.elapsed() >= t.cfg.stable_after {
                     schedule.reset();
                 }
@@ -502,14 +515,7 @@ async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String
     t.status.send_modify(|s| {
         s.last_error = None;
         s.last_connect = Some(SystemTime::now());
-        for f in s
-            .forwards
-            .iter_mut()
-            .filter(|f| f.kind == ForwardKind::Remote)
-        {
-            f.state = ForwardState::Pending;
-            f.error = None;
-        }
+        forget_remotes(s);
         s.state = TunnelState::Connecting;
         s.since = SystemTime::now();
         settle(s, true);
@@ -601,7 +607,13 @@ async fn keep_remote(t: &Tunnel, session: &Session, fwd: &RemoteForward, stop: &
             Ok(bound) => {
                 info!(tunnel = %t.name, forward = %fwd.spec, listen = %bound, "remote forward active");
                 let port = bound_port(&bound);
-                t.set_forward(kind, &fwd.spec, ForwardState::Active, None, Some(bound));
+                t.set_forward(
+                    kind,
+                    &fwd.spec,
+                    ForwardState::Active,
+                    None,
+                    Some(vec![bound]),
+                );
                 break port;
             }
             Err(tunneld_ssh::RequestError::Refused) => {
@@ -656,7 +668,7 @@ async fn goodbye(t: &Tunnel, session: &Session) {
                 if f.state != ForwardState::Active {
                     return None;
                 }
-                let port = f.bound.as_deref().and_then(bound_port);
+                let port = f.listen.as_ref()?.first().and_then(|a| bound_port(a));
                 (port.is_some() || matches!(fwd.listen, RemoteListen::Unix(_)))
                     .then(|| (fwd.clone(), port))
             })

@@ -351,6 +351,10 @@ async fn metrics_and_ready_follow_the_tunnel() {
         0.0
     );
     assert_eq!(before[&format!("tunneld_forward_active{{{labels}}}")], 1.0);
+    assert_eq!(
+        before[&format!("tunneld_forward_listen_info{{{labels},listen=\"127.0.0.1:{port}\"}}")],
+        1.0
+    );
 
     let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     echo_roundtrip(stream, b"counted by the metrics")

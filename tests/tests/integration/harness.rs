@@ -83,22 +83,22 @@ pub async fn wait_status(
     got.unwrap_or_else(|| panic!("{what}: never happened; last status: {:#?}", *rx.borrow()))
 }
 
-/// Where a forward reports it is bound, as text.
-fn bound<'a>(status: &'a TunnelStatus, spec: &str) -> &'a str {
+/// Where a forward reports it is bound (its status's `listen`).
+fn bound<'a>(status: &'a TunnelStatus, spec: &str) -> &'a [String] {
     status
         .forward(spec)
         .unwrap_or_else(|| panic!("no forward {spec}"))
-        .bound
+        .listen
         .as_deref()
         .unwrap_or_else(|| panic!("forward {spec} not bound"))
 }
 
-/// The first socket address a forward reports it is bound to (`"127.0.0.1:4000, [::1]:4000"`).
+/// The first socket address a forward reports it is bound to (`127.0.0.1:4000` of
+/// `["127.0.0.1:4000", "[::1]:4000"]`).
 pub fn bound_addr(status: &TunnelStatus, spec: &str) -> SocketAddr {
     let bound = bound(status, spec);
     bound
-        .split(", ")
-        .next()
+        .first()
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("cannot read bound address {bound:?}"))
 }
@@ -107,8 +107,8 @@ pub fn bound_addr(status: &TunnelStatus, spec: &str) -> SocketAddr {
 pub fn remote_port(status: &TunnelStatus, spec: &str) -> u16 {
     let bound = bound(status, spec);
     bound
-        .rsplit(':')
-        .next()
+        .first()
+        .and_then(|a| a.rsplit(':').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("cannot read port of {bound:?}"))
 }

@@ -325,11 +325,14 @@ async fn status_json_matches_the_schema_for_up_degraded_and_backoff() {
                     "connections",
                     "error",
                     "kind",
+                    "listen",
                     "spec",
                     "state"
                 ]
             );
             assert!(["local", "remote", "dynamic"].contains(&f["kind"].as_str().unwrap()));
+            // What is bound while active, null otherwise.
+            assert_eq!(f["listen"].is_array(), f["state"] == "active", "{f}");
             assert!(f["connections"].is_u64() && f["bytes_in"].is_u64() && f["bytes_out"].is_u64());
         }
     }
@@ -344,6 +347,13 @@ async fn status_json_matches_the_schema_for_up_degraded_and_backoff() {
         (Some("remote"), Some("refused"))
     );
     assert!(f["error"].as_str().unwrap().contains("refused"));
+    // A local forward on port 0 shows the port it drew, where it really listens.
+    let local = &tunnel(&s, "up")["forwards"][0];
+    let at: std::net::SocketAddr = local["listen"][0].as_str().unwrap().parse().unwrap();
+    assert!(at.ip().is_loopback() && at.port() != 0, "{local}");
+    echo_roundtrip(TcpStream::connect(at).await.unwrap(), b"through listen")
+        .await
+        .unwrap();
     assert!(
         tunnel(&s, "down")["last_error"]
             .as_str()
