@@ -7,6 +7,7 @@
 //! - `session`: handshake, host key check, jump hosts, routing of `-R` channels.
 //! - `auth`: identity files and ssh-agent.
 //! - [`known_hosts`]: OpenSSH's known_hosts rules (hashed names, patterns, `@revoked`).
+//! - `key_rotation`: `update_host_keys`, learning the server's rotated host keys.
 //! - `forward`: local listeners, `-L`, `-R` and `-D` connections.
 //! - `pump`: moving bytes between a socket and a channel.
 //! - [`socks`]: SOCKS4/4a/5 server side.
@@ -24,6 +25,7 @@ pub mod control_request;
 mod error;
 mod forward;
 mod heartbeat;
+mod key_rotation;
 pub mod known_hosts;
 mod netwatch;
 mod proxy;

@@ -94,6 +94,9 @@ struct HostCheck {
     mode: StrictHostKeyChecking,
     /// The accepted key's type and SHA-256 fingerprint, for the "connected" log line.
     accepted: Arc<Mutex<Option<String>>>,
+    /// The accepted key, when a known_hosts line for this host trusted it (or accept-new
+    /// just wrote one): only then may `update_host_keys` rewrite the host's lines.
+    trusted_by_line: Arc<Mutex<Option<PublicKey>>>,
 }
 
 impl HostCheck {
@@ -184,7 +187,10 @@ impl HostCheck {
                 key.algorithm(),
                 file.display()
             )),
-            (Verdict::Trusted, _) => Ok(()),
+            (Verdict::Trusted, _) => {
+                *lock(&self.trusted_by_line) = Some(key.clone());
+                Ok(())
+            }
             (Verdict::Changed { file, line }, StrictHostKeyChecking::No) => {
                 warn!(host = %self.name, %fingerprint, known = %format!("{}:{line}", file.display()),
                       "host key does not match known_hosts; accepted because strict_host_key_checking = \"no\"");
@@ -219,9 +225,13 @@ impl HostCheck {
                 match recorded {
                     Verdict::Unknown => {
                         info!(host = %self.name, %fingerprint, file = %file.display(), "new host key recorded (accept-new)");
+                        *lock(&self.trusted_by_line) = Some(key.clone());
                         Ok(())
                     }
-                    Verdict::Trusted => Ok(()),
+                    Verdict::Trusted => {
+                        *lock(&self.trusted_by_line) = Some(key.clone());
+                        Ok(())
+                    }
                     // Another tunnel recorded a different key for this host meanwhile.
                     Verdict::Changed { file, line } | Verdict::Revoked { file, line } => {
                         Err(format!(
@@ -518,6 +528,7 @@ async fn handshake(
     let mut config = tunneld_ssh::Config::default();
     config.transport.host_key_algorithms = host_key_algorithms(&known, !authorities.is_empty());
     let accepted = Arc::new(Mutex::new(None));
+    let trusted_by_line = Arc::new(Mutex::new(None));
     let check = HostCheck {
         files: cfg.known_hosts.clone(),
         name: name.clone(),
@@ -525,6 +536,7 @@ async fn handshake(
         authorities,
         mode: cfg.strict_host_key_checking,
         accepted: Arc::clone(&accepted),
+        trusted_by_line: Arc::clone(&trusted_by_line),
     };
     let connected = tunneld_ssh::connect(
         stream,
@@ -553,6 +565,25 @@ async fn handshake(
         Err(e) => return Err(TunnelError::Ssh(e.to_string())),
     };
     let host_key = lock(&accepted).take().unwrap_or_default();
+    match lock(&trusted_by_line).take() {
+        Some(key) if cfg.update_host_keys => {
+            let trusted = crate::key_rotation::Trusted {
+                tunnel: Arc::from(cfg.name.as_str()),
+                files: cfg.known_hosts.clone(),
+                name,
+                key,
+            };
+            tokio::spawn(crate::key_rotation::watch(
+                ssh.host_key_announcement(),
+                trusted,
+            ));
+        }
+        Some(_) => {}
+        None if cfg.update_host_keys => {
+            tracing::debug!(tunnel = %cfg.name, host = %name, "host key not trusted through a known_hosts line; update_host_keys does not apply");
+        }
+        None => {}
+    }
     Ok((ssh, incoming, host_key))
 }
 
