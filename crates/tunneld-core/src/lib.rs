@@ -11,6 +11,7 @@
 //! - `forward`: local listeners, `-L`, `-R` and `-D` connections.
 //! - `pump`: moving bytes between a socket and a channel.
 //! - [`socks`]: SOCKS4/4a/5 server side.
+//! - `hook`: `on_state_change`, the program run at each state change.
 //! - [`backoff`]: the reconnect schedule.
 //! - [`status`]: what tunnels publish about themselves.
 //! - [`safe_fs`]: not following other users' symbolic links; binding Unix sockets safely.
@@ -25,6 +26,7 @@ pub mod control_request;
 mod error;
 mod forward;
 mod heartbeat;
+mod hook;
 mod key_rotation;
 pub mod known_hosts;
 mod netwatch;
@@ -47,6 +49,7 @@ use tokio_util::task::TaskTracker;
 use tunneld_config::{Config, Diff, TunnelConfig};
 
 pub use error::TunnelError;
+pub use hook::HOOK_TIMEOUT;
 pub use proxy::handshake_for_fuzzing as proxy_handshake_for_fuzzing;
 pub use status::{
     ForwardCounters, ForwardKind, ForwardState, ForwardStatus, TunnelState, TunnelStatus,
@@ -73,6 +76,8 @@ pub struct Daemon {
     handshake_slots: usize,
     /// Changes of the machine's network, for every tunnel.
     net: watch::Receiver<netwatch::NetChange>,
+    /// One `on_state_change` run at a time per tunnel name, across restarts.
+    hook_locks: BTreeMap<String, hook::RunLock>,
 }
 
 impl Daemon {
@@ -90,6 +95,7 @@ impl Daemon {
             tracker: TaskTracker::new(),
             handshakes: Arc::new(Semaphore::new(slots)),
             handshake_slots: slots,
+            hook_locks: BTreeMap::new(),
         };
         for cfg in config.tunnels.values() {
             daemon.start_tunnel(cfg);
@@ -101,6 +107,13 @@ impl Daemon {
         let (tx, rx) = watch::channel(tunnel::initial_status(cfg));
         let (desired, desired_rx) = watch::channel(Arc::new(cfg.clone()));
         let cancel = self.cancel.child_token();
+        // Names no tunnel uses any more let go of their lock.
+        self.hook_locks
+            .retain(|name, lock| Arc::strong_count(lock) > 1 || self.tunnels.contains_key(name));
+        let lock = Arc::clone(self.hook_locks.entry(cfg.name.clone()).or_default());
+        // Not tracked: a hook never holds up a stop; one still running when the runtime
+        // ends is killed with it.
+        tokio::spawn(hook::watch(rx.clone(), desired_rx.clone(), lock));
         self.tracker.spawn(guard(
             desired_rx,
             tx,
