@@ -4,7 +4,8 @@
 //! Layout:
 //! - [`Daemon`] (this file): starts one supervisor per tunnel, reads their state, stops them.
 //! - `tunnel`: a tunnel's supervisor: listeners, connect, remote forwards, backoff.
-//! - `session`: handshake, host key check, jump hosts, routing of `-R` channels.
+//! - `session`: handshake, jump hosts, routing of `-R` channels.
+//! - `host_check`: the decision on the server's host key (known_hosts, certificates).
 //! - `auth`: identity files and ssh-agent.
 //! - [`known_hosts`]: OpenSSH's known_hosts rules (hashed names, patterns, `@revoked`).
 //! - `key_rotation`: `update_host_keys`, learning the server's rotated host keys.
@@ -27,6 +28,7 @@ mod error;
 mod forward;
 mod heartbeat;
 mod hook;
+mod host_check;
 mod key_rotation;
 pub mod known_hosts;
 mod netwatch;
