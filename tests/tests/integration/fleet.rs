@@ -349,3 +349,83 @@ async fn a_hung_hook_does_not_delay_reconnection() {
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "up\n");
     daemon.shutdown().await;
 }
+
+/// Reads one HTTP request from `listener` (head and `Content-Length` body), answers 200,
+/// and returns the body.
+async fn receive_post(listener: &tokio::net::TcpListener) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let read = async {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            assert_ne!(n, 0, "request cut short: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                continue;
+            };
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .expect("a Content-Length");
+            if body.len() >= length {
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await
+                    .unwrap();
+                return body.to_owned();
+            }
+        }
+    };
+    tokio::time::timeout(UP_TIMEOUT, read)
+        .await
+        .expect("a webhook call in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_hook_posts_each_change_to_a_webhook() {
+    let sshd = Sshd::start().await.unwrap();
+    let webhook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/tunnels", webhook.local_addr().unwrap());
+    let script = std::fs::canonicalize(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/on-state-change.sh"),
+    )
+    .unwrap();
+    let extra = format!(
+        "remote = [\"0:127.0.0.1:9\"]\non_state_change = [\"{}\"]",
+        toml_path(&script)
+    );
+    let mut svc = Service::start_in(
+        tempfile::tempdir().unwrap(),
+        "",
+        &tunnel_toml(&sshd, "box", &extra),
+        false,
+        &[("WEBHOOK_URL", &url)],
+    );
+    let body = receive_post(&webhook).await;
+    let got: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(got["tunnel"], "box", "{got}");
+    assert_eq!(got["state"], "up", "{got}");
+    assert_eq!(got["previous_state"], "connecting", "{got}");
+    assert_eq!(got["host"], format!("127.0.0.1:{}", sshd.port()), "{got}");
+    let status = svc.status();
+    assert_eq!(
+        got["remote_listen"],
+        tunnel(&status, "box")["forwards"][0]["listen"][0],
+        "{got}"
+    );
+    assert!(
+        got["remote_listen"]
+            .as_str()
+            .unwrap()
+            .starts_with("localhost:"),
+        "{got}"
+    );
+    svc.run.wait_line("on_state_change: exited with status 0");
+}
