@@ -53,22 +53,28 @@ pub(crate) fn plan(
     announced: &[PublicKey],
 ) -> Result<Option<Plan>, String> {
     let lines = known_hosts::read_lines(files);
-    let mut host_lines: Vec<&Line> = Vec::new();
-    for l in &lines {
+    let same = |a: &PublicKey, b: &PublicKey| a.key_data() == b.key_data();
+    let host_lines: Vec<&Line> = lines.iter().filter(|l| l.entry.matches(name)).collect();
+    let plain = |l: &&&Line| l.entry.marker().is_none();
+    let known = |k: &PublicKey| {
+        host_lines
+            .iter()
+            .filter(plain)
+            .any(|l| same(l.entry.public_key(), k))
+    };
+    let new: Vec<PublicKey> = announced.iter().filter(|k| !known(k)).cloned().collect();
+    let mut old: Vec<PublicKey> = Vec::new();
+    for l in host_lines.iter().filter(plain) {
         let key = l.entry.public_key();
-        let announced_key = announced.iter().any(|k| k.key_data() == key.key_data());
-        if !l.entry.matches(name) {
-            if announced_key {
-                return Err(format!(
-                    "the server's {} also stands under another name ({}:{}); such entries are \
-                     kept as they are",
-                    hostkeys::describe(key),
-                    l.file.display(),
-                    l.number
-                ));
-            }
-            continue;
+        if !announced.iter().any(|k| same(k, key)) && !old.iter().any(|o| same(o, key)) {
+            old.push(key.clone());
         }
+    }
+    // Nothing to do is no reason to look further (nor to complain), as in OpenSSH.
+    if new.is_empty() && old.is_empty() {
+        return Ok(None);
+    }
+    for l in &host_lines {
         if l.entry.marker().is_some() {
             return Err(format!(
                 "{}:{} marks a key of {name} (@cert-authority or @revoked)",
@@ -83,7 +89,20 @@ pub(crate) fn plan(
                 l.number
             ));
         }
-        host_lines.push(l);
+    }
+    // An announced key, or one to drop, that stands under another name too: such
+    // entries are someone's arrangement, kept as they are.
+    let elsewhere = lines.iter().filter(|l| !l.entry.matches(name)).find(|l| {
+        let key = l.entry.public_key();
+        announced.iter().chain(&old).any(|k| same(k, key))
+    });
+    if let Some(l) = elsewhere {
+        return Err(format!(
+            "{} stands under another name too ({}:{})",
+            hostkeys::describe(l.entry.public_key()),
+            l.file.display(),
+            l.number
+        ));
     }
     let Some(first) = host_lines.first() else {
         return Err(format!("no line of the known_hosts files names {name} now"));
@@ -98,37 +117,6 @@ pub(crate) fn plan(
     }
     if SYSTEM_FILES.iter().any(|s| file == Path::new(s)) {
         return Err(format!("{} is the system-wide file", file.display()));
-    }
-    let known = |k: &PublicKey| {
-        host_lines
-            .iter()
-            .any(|l| l.entry.public_key().key_data() == k.key_data())
-    };
-    let new: Vec<PublicKey> = announced.iter().filter(|k| !known(k)).cloned().collect();
-    let mut old: Vec<PublicKey> = Vec::new();
-    for l in &host_lines {
-        let key = l.entry.public_key();
-        let offered = announced.iter().any(|k| k.key_data() == key.key_data());
-        if !offered && !old.iter().any(|o| o.key_data() == key.key_data()) {
-            old.push(key.clone());
-        }
-    }
-    // A key to drop that other names still use stays, and so does everything else.
-    if let Some(l) = lines.iter().find(|l| {
-        !l.entry.matches(name)
-            && old
-                .iter()
-                .any(|o| o.key_data() == l.entry.public_key().key_data())
-    }) {
-        return Err(format!(
-            "the key to drop, {}, also stands under another name ({}:{})",
-            hostkeys::describe(l.entry.public_key()),
-            l.file.display(),
-            l.number
-        ));
-    }
-    if new.is_empty() && old.is_empty() {
-        return Ok(None);
     }
     Ok(Some(Plan { file, new, old }))
 }

@@ -210,6 +210,19 @@ fn openssh_leaves_these_files_alone_and_so_do_we() {
     assert!(plan(&files, HOST, &[a.clone(), b.clone()]).is_err());
 }
 
+#[test]
+fn with_nothing_to_do_aliases_and_patterns_are_no_matter() {
+    let (a, ca) = (key(1), key(9));
+    let text = format!(
+        "{}{}@cert-authority {}",
+        line(&format!("{HOST},alias"), &a),
+        line("alias2", &a),
+        line("*", &ca)
+    );
+    let f = File::new(&text);
+    assert_eq!(plan(&f.files(), HOST, std::slice::from_ref(&a)), Ok(None));
+}
+
 #[tokio::test]
 async fn a_failed_or_refused_proof_learns_and_drops_nothing() {
     let (a, b, gone) = (key(1), key(2), key(3));
