@@ -50,11 +50,7 @@ impl HostCheck {
                 public
             }
         };
-        *lock(&self.accepted) = Some(format!(
-            "{} {}",
-            public.algorithm(),
-            public.fingerprint(HashAlg::Sha256)
-        ));
+        *lock(&self.accepted) = Some(tunneld_ssh::hostkeys::describe(&public));
         Ok(())
     }
 
