@@ -5,28 +5,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ssh_key::PublicKey;
 use tokio::net::TcpStream;
 use tunneld_core::known_hosts::{Verdict, check, lookup_name};
 use tunneld_core::{Daemon, TunnelState};
-use tunneld_tests::net::echo_roundtrip;
+use tunneld_tests::net::{echo_roundtrip, wait_until};
 use tunneld_tests::{EchoServer, HostKeyType, Sshd};
 
 use crate::harness::*;
-
-/// Waits until `cond` holds, polling (files written by other processes have no event).
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < UP_TIMEOUT,
-            "{what}: not within {UP_TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn toml_path(p: &Path) -> String {
     p.display().to_string()
@@ -177,10 +165,11 @@ async fn a_rotated_host_key_is_learned_and_the_old_one_dropped() {
             .unwrap(),
     );
     sshd.restart().await.unwrap();
-    until("the new key learned", || {
+    wait_until(UP_TIMEOUT, "the new key learned", || {
         check(std::slice::from_ref(&learning), &name, &new_key) == Verdict::Trusted
     })
-    .await;
+    .await
+    .unwrap();
     assert_eq!(
         check(std::slice::from_ref(&learning), &name, &old_key),
         Verdict::Trusted
@@ -201,10 +190,11 @@ async fn a_rotated_host_key_is_learned_and_the_old_one_dropped() {
         s.reconnects == 2 && s.state == TunnelState::Up
     })
     .await;
-    until("the old key dropped", || {
+    wait_until(UP_TIMEOUT, "the old key dropped", || {
         check(std::slice::from_ref(&learning), &name, &old_key) != Verdict::Trusted
     })
-    .await;
+    .await
+    .unwrap();
     let learned = std::fs::read_to_string(&learning).unwrap();
     assert_eq!(learned.lines().count(), 1, "{learned}");
     assert_eq!(
@@ -281,7 +271,11 @@ async fn port_0_shows_in_status_and_the_hook_follows_a_server_restart() {
     .unwrap();
     let table = String::from_utf8(svc.tunneld(&["status"]).stdout).unwrap();
     assert!(table.contains(&bound), "{table}");
-    until("the hook told of up", || !hook_lines(&out).is_empty()).await;
+    wait_until(UP_TIMEOUT, "the hook told of up", || {
+        !hook_lines(&out).is_empty()
+    })
+    .await
+    .unwrap();
     let host = format!("127.0.0.1:{}", sshd.port());
     assert_eq!(
         hook_lines(&out)[0],
@@ -298,11 +292,12 @@ async fn port_0_shows_in_status_and_the_hook_follows_a_server_restart() {
         .as_str()
         .unwrap()
         .to_owned();
-    until("the hook told of up again", || {
+    wait_until(UP_TIMEOUT, "the hook told of up again", || {
         let l = hook_lines(&out);
         l.len() >= 4 && l.last().is_some_and(|l| l[1] == "up")
     })
-    .await;
+    .await
+    .unwrap();
     let lines = hook_lines(&out);
     let states: Vec<&str> = lines.iter().map(|l| l[1].as_str()).collect();
     assert_eq!(states[..3], ["up", "backoff", "connecting"], "{lines:?}");
@@ -329,10 +324,11 @@ async fn a_hung_hook_does_not_delay_reconnection() {
     let daemon = Daemon::start(&config(&text));
     let mut rx = daemon.watch("t").unwrap();
     wait_state(&mut rx, TunnelState::Up).await;
-    until("the hook started", || {
+    wait_until(UP_TIMEOUT, "the hook started", || {
         std::fs::read_to_string(&out).unwrap_or_default() == "up\n"
     })
-    .await;
+    .await
+    .unwrap();
 
     let restarted = Instant::now();
     sshd.restart().await.unwrap();
