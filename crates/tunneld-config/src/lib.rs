@@ -13,7 +13,7 @@
 //! - `proxy`: `proxy` URLs, `proxy = "env"`, `no_proxy`, `proxy_command` templates.
 //! - `duration`: `"10s"`-style durations ([`parse_duration`]).
 //! - `env`: user, home and runtime directory the defaults depend on.
-//! - [`include`]: `[daemon] include` patterns and the files they name.
+//! - [`include`](mod@include): `[daemon] include` patterns and the files they name.
 //! - `raw`: walk over the span-keeping TOML tree; every key and value checked.
 //! - `resolve`: `[defaults]` layering, forwards, cross-tunnel checks.
 //! - `diff`: what a reload changes between two configurations ([`diff()`], [`Diff`]).
