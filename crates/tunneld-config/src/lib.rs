@@ -16,6 +16,7 @@
 //! - [`include`](mod@include): `[daemon] include` patterns and the files they name.
 //! - `raw`: walk over the span-keeping TOML tree; every key and value checked.
 //! - `resolve`: `[defaults]` layering, forwards, cross-tunnel checks.
+//! - [`wildcard`]: OpenSSH's `*` and `?` patterns, for file names and host names.
 //! - `diff`: what a reload changes between two configurations ([`diff()`], [`Diff`]).
 
 mod diff;
@@ -30,6 +31,7 @@ mod permit;
 mod proxy;
 mod raw;
 mod resolve;
+pub mod wildcard;
 
 use std::path::{Path, PathBuf};
 

@@ -290,26 +290,9 @@ fn host_matches(patterns: &HostPatterns, name: &str) -> bool {
     }
 }
 
-/// OpenSSH's `match_pattern`: `*` is any run, `?` any one character.
+/// OpenSSH's `match_pattern`, byte by byte as OpenSSH compares host names.
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if let Some((sp, st)) = star {
-            p = sp + 1;
-            t = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
+    tunneld_config::wildcard::matches(pattern, text, b'*', b'?')
 }
 
 #[cfg(test)]
