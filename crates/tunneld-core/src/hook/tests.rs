@@ -40,6 +40,29 @@ fn recorder(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (script, out, gate)
 }
 
+/// The hook watching a tunnel that uses the recorder: the tunnel's status sender, the
+/// recorder's output and gate files, and the watching task.
+fn watched(
+    dir: &Path,
+) -> (
+    watch::Sender<TunnelStatus>,
+    PathBuf,
+    PathBuf,
+    tokio::task::JoinHandle<()>,
+) {
+    let (script, out, gate) = recorder(dir);
+    let cfg = config(&[
+        script.to_str().unwrap(),
+        out.to_str().unwrap(),
+        gate.to_str().unwrap(),
+    ]);
+    let (tx, rx) = watch::channel(initial_status(&cfg));
+    // The hook reads its argv from the tunnel's desired config at each change.
+    let desired = watch::Sender::new(Arc::new(cfg)).subscribe();
+    let task = tokio::spawn(watch(rx, desired, RunLock::default()));
+    (tx, out, gate, task)
+}
+
 fn lines(out: &Path) -> Vec<String> {
     std::fs::read_to_string(out)
         .unwrap_or_default()
@@ -73,15 +96,7 @@ fn set(tx: &watch::Sender<TunnelStatus>, state: TunnelState, edit: impl FnOnce(&
 #[tokio::test]
 async fn each_change_is_told_with_the_tunnels_facts() {
     let dir = tempfile::tempdir().unwrap();
-    let (script, out, gate) = recorder(dir.path());
-    let cfg = config(&[
-        script.to_str().unwrap(),
-        out.to_str().unwrap(),
-        gate.to_str().unwrap(),
-    ]);
-    let (tx, rx) = watch::channel(initial_status(&cfg));
-    let (_desired_tx, desired) = watch::channel(Arc::new(cfg));
-    let task = tokio::spawn(watch(rx, desired, RunLock::default()));
+    let (tx, out, _gate, task) = watched(dir.path());
     set(&tx, TunnelState::Up, |s| {
         s.host = "h:22".into();
         s.forwards[0].state = ForwardState::Active;
@@ -113,15 +128,7 @@ async fn each_change_is_told_with_the_tunnels_facts() {
 #[tokio::test]
 async fn changes_during_a_run_wait_for_it_and_come_as_one() {
     let dir = tempfile::tempdir().unwrap();
-    let (script, out, gate) = recorder(dir.path());
-    let cfg = config(&[
-        script.to_str().unwrap(),
-        out.to_str().unwrap(),
-        gate.to_str().unwrap(),
-    ]);
-    let (tx, rx) = watch::channel(initial_status(&cfg));
-    let (_desired_tx, desired) = watch::channel(Arc::new(cfg));
-    tokio::spawn(watch(rx, desired, RunLock::default()));
+    let (tx, out, gate, _task) = watched(dir.path());
     std::fs::write(&gate, "").unwrap();
     set(&tx, TunnelState::Up, |_| {});
     wait_lines(&out, 1).await;
@@ -151,15 +158,7 @@ async fn changes_during_a_run_wait_for_it_and_come_as_one() {
 #[tokio::test]
 async fn a_tunnel_that_came_back_during_a_run_is_told_so() {
     let dir = tempfile::tempdir().unwrap();
-    let (script, out, gate) = recorder(dir.path());
-    let cfg = config(&[
-        script.to_str().unwrap(),
-        out.to_str().unwrap(),
-        gate.to_str().unwrap(),
-    ]);
-    let (tx, rx) = watch::channel(initial_status(&cfg));
-    let (_desired_tx, desired) = watch::channel(Arc::new(cfg));
-    tokio::spawn(watch(rx, desired, RunLock::default()));
+    let (tx, out, gate, _task) = watched(dir.path());
     std::fs::write(&gate, "").unwrap();
     set(&tx, TunnelState::Up, |_| {});
     wait_lines(&out, 1).await;
