@@ -227,6 +227,9 @@ pub struct Sshd {
     known_hosts: PathBuf,
     host_key: PathBuf,
     host_key_pub: String,
+    /// Every `HostKey` line of the config, in order: `host_key` first until
+    /// [`Sshd::remove_host_key`] takes it out.
+    host_keys: Vec<PathBuf>,
     /// The host CA's private key and the host certificate, with [`SshdOptions::host_certificate`].
     host_cert: Option<(PathBuf, PathBuf)>,
     /// `@cert-authority` known_hosts file, with [`SshdOptions::host_certificate`].
@@ -322,6 +325,7 @@ impl Sshd {
             known_hosts: dir.path().join("known_hosts"),
             known_hosts_ca: dir.path().join("known_hosts_ca"),
             host_key_pub: keys::public_key_line(&host_key)?,
+            host_keys: vec![host_key.clone()],
             host_key,
             host_cert,
             user_ca,
@@ -359,6 +363,39 @@ impl Sshd {
             last_err,
             sshd.log()
         )
+    }
+
+    /// Makes another host key of `kind`, `name` in the tempdir, and lists it after the
+    /// others in sshd's config (sshd signs key exchanges with its first key of each type,
+    /// and announces all of them after authentication); sshd serves it from its next
+    /// [`Sshd::restart`]. Returns the public key line.
+    ///
+    /// # Errors
+    /// `ssh-keygen` failing, or the config not being written.
+    pub fn add_host_key(&mut self, name: &str, kind: HostKeyType) -> anyhow::Result<String> {
+        check_file_name(name)?;
+        let key = generate_key(&self.dir.path().join(name), kind, "host")?;
+        let line = keys::public_key_line(&key)?;
+        self.host_keys.push(key);
+        self.write_sshd_config()?;
+        Ok(line)
+    }
+
+    /// Takes the host key `path` out of sshd's config, from its next [`Sshd::restart`].
+    ///
+    /// # Errors
+    /// It is not one of the keys, or it is the last one.
+    pub fn remove_host_key(&mut self, path: &Path) -> anyhow::Result<()> {
+        if self.host_keys.len() < 2 || !self.host_keys.iter().any(|k| k == path) {
+            bail!("{} is not a host key sshd can do without", path.display());
+        }
+        self.host_keys.retain(|k| k != path);
+        self.write_sshd_config()
+    }
+
+    /// The host key files sshd serves (from its next restart, after a change).
+    pub fn host_keys(&self) -> &[PathBuf] {
+        &self.host_keys
     }
 
     /// The options it was started with.
@@ -692,7 +729,7 @@ impl Sshd {
         cmd
     }
 
-    fn write_config(&self) -> anyhow::Result<()> {
+    fn write_sshd_config(&self) -> anyhow::Result<()> {
         let mut c = String::new();
         for line in &self.opts.extra_config {
             let _ = writeln!(c, "{line}");
@@ -701,8 +738,7 @@ impl Sshd {
             c,
             "Port {port}
 ListenAddress {listen}
-HostKey {host_key}
-{host_cert}{user_ca}AuthorizedKeysFile {authorized_keys}
+{host_keys}{host_cert}{user_ca}AuthorizedKeysFile {authorized_keys}
 PidFile none
 StrictModes no
 UsePAM no
@@ -719,7 +755,11 @@ PrintMotd no
 ",
             port = self.port,
             listen = self.opts.listen,
-            host_key = self.inside(&self.host_key).display(),
+            host_keys = self
+                .host_keys
+                .iter()
+                .map(|k| format!("HostKey {}\n", self.inside(k).display()))
+                .collect::<String>(),
             host_cert = match &self.host_cert {
                 Some((_, cert)) => format!("HostCertificate {}\n", self.inside(cert).display()),
                 None => String::new(),
@@ -734,6 +774,12 @@ PrintMotd no
             authorized_keys = self.inside(&self.authorized_keys).display(),
         );
         std::fs::write(&self.config, c).context("write sshd_config")?;
+        Ok(())
+    }
+
+    /// The kit's config files: `sshd_config`, `known_hosts` and the CA's.
+    fn write_config(&self) -> anyhow::Result<()> {
+        self.write_sshd_config()?;
         // `[host]:port`, the form ssh uses for a non-22 port (IPv6 without extra brackets).
         std::fs::write(
             &self.known_hosts,

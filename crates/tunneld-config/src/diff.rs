@@ -18,7 +18,8 @@ pub struct Diff {
     /// Connection settings changed (anything but the forward lists and
     /// `gateway_ports`, see [`TunnelConfig::same_connection`]): reconnect them.
     pub restarted: Vec<String>,
-    /// Only their forward lists changed: keep the session, add/cancel forwards.
+    /// Only their forward lists or their `on_state_change` changed: keep the session,
+    /// add/cancel forwards, run the new hook from the next change on.
     pub updated: Vec<ForwardChanges>,
     /// Identical (forward order aside): not touched.
     pub unchanged: Vec<String>,
@@ -28,8 +29,8 @@ pub struct Diff {
     pub needs_restart: Vec<String>,
 }
 
-/// Forward-level changes of one tunnel whose session is kept. Added forwards
-/// are in new-file order, removed ones in old-file order.
+/// Changes of one tunnel whose session is kept: its forwards (added ones in new-file
+/// order, removed ones in old-file order) and its `on_state_change` hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardChanges {
     /// The tunnel.
@@ -46,6 +47,8 @@ pub struct ForwardChanges {
     pub dynamic_added: Vec<DynamicForward>,
     /// `dynamic` forwards to stop.
     pub dynamic_removed: Vec<DynamicForward>,
+    /// `on_state_change` changed (set, removed or edited).
+    pub hook_changed: bool,
 }
 
 impl ForwardChanges {
@@ -59,9 +62,9 @@ impl ForwardChanges {
         self.local_removed.len() + self.remote_removed.len() + self.dynamic_removed.len()
     }
 
-    /// True when no forward is added or removed.
+    /// True when nothing changes: no forward is added or removed, the hook is the same.
     pub fn is_empty(&self) -> bool {
-        self.added_count() == 0 && self.removed_count() == 0
+        self.added_count() == 0 && self.removed_count() == 0 && !self.hook_changed
     }
 }
 
@@ -117,12 +120,18 @@ impl Diff {
             .updated
             .iter()
             .map(|u| {
-                format!(
-                    "{} (+{} -{} forwards)",
-                    u.name,
-                    u.added_count(),
-                    u.removed_count()
-                )
+                let mut what = Vec::new();
+                if u.added_count() + u.removed_count() > 0 {
+                    what.push(format!(
+                        "+{} -{} forwards",
+                        u.added_count(),
+                        u.removed_count()
+                    ));
+                }
+                if u.hook_changed {
+                    what.push("on_state_change".to_owned());
+                }
+                format!("{} ({})", u.name, what.join(", "))
             })
             .collect();
         let lines: [(&str, &[String]); 6] = [
@@ -152,6 +161,8 @@ fn daemon_changes(old: &DaemonConfig, new: &DaemonConfig) -> Vec<String> {
         watch: _,
         log_level: _,
         max_concurrent_handshakes: _,
+        // Re-read at every reload.
+        include: _,
     } = old;
     let mut out = Vec::new();
     if *socket != new.socket {
@@ -191,6 +202,7 @@ fn forward_changes(old: &TunnelConfig, new: &TunnelConfig) -> ForwardChanges {
         remote_removed: missing_from(&old.remote, &new.remote),
         dynamic_added: missing_from(&new.dynamic, &old.dynamic),
         dynamic_removed: missing_from(&old.dynamic, &new.dynamic),
+        hook_changed: old.on_state_change != new.on_state_change,
     }
 }
 
@@ -299,6 +311,7 @@ local = ["9090:db:5432"]
             remote_removed: vec![],
             dynamic_added: vec![],
             dynamic_removed: vec![],
+            hook_changed: false,
         }
     }
 
@@ -471,6 +484,32 @@ dynamic = ["1081"]
                 },
             },
             Case {
+                what: "hook set: kept session",
+                old: base.clone(),
+                new: edited(&[(
+                    "[tunnels.b]\n",
+                    "[tunnels.b]\non_state_change = [\"/bin/true\"]\n",
+                )]),
+                want: Diff {
+                    updated: vec![ForwardChanges {
+                        hook_changed: true,
+                        ..no_forwards("b")
+                    }],
+                    unchanged: names(&["a"]),
+                    ..Diff::default()
+                },
+            },
+            Case {
+                what: "update_host_keys changed: reconnect",
+                old: base.clone(),
+                new: edited(&[("[tunnels.b]\n", "[tunnels.b]\nupdate_host_keys = \"no\"\n")]),
+                want: Diff {
+                    restarted: names(&["b"]),
+                    unchanged: names(&["a"]),
+                    ..Diff::default()
+                },
+            },
+            Case {
                 what: "socket changed",
                 old: base.clone(),
                 new: edited(&[(r#"socket = "/a""#, r#"socket = "/b""#)]),
@@ -547,11 +586,17 @@ dynamic = ["1081"]
             added: names(&["c", "d"]),
             removed: names(&["a"]),
             restarted: names(&["b"]),
-            updated: vec![ForwardChanges {
-                local_added: vec![local(BASE, "a", "8080:intranet:80")],
-                local_removed: vec![local(BASE, "b", "9090:db:5432")],
-                ..no_forwards("e")
-            }],
+            updated: vec![
+                ForwardChanges {
+                    local_added: vec![local(BASE, "a", "8080:intranet:80")],
+                    local_removed: vec![local(BASE, "b", "9090:db:5432")],
+                    ..no_forwards("e")
+                },
+                ForwardChanges {
+                    hook_changed: true,
+                    ..no_forwards("h")
+                },
+            ],
             unchanged: names(&["f", "g"]),
             needs_restart: names(&["socket (/a -> /b)"]),
         };
@@ -566,7 +611,7 @@ dynamic = ["1081"]
                 "added: c, d\n\
                  removed: a\n\
                  restarted: b\n\
-                 updated: e (+1 -1 forwards)\n\
+                 updated: e (+1 -1 forwards), h (on_state_change)\n\
                  unchanged: f, g\n\
                  needs a restart: socket (/a -> /b)",
             ),

@@ -24,6 +24,10 @@ pub(crate) const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 pub(crate) const DEFAULT_STREAM_LOCAL_BIND_MASK: u32 = 0o177;
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 pub(crate) const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(30);
+/// Learn rotated host keys, as OpenSSH's client does with its default known_hosts file: a
+/// new key is written only after the server proves it holds it, on a session whose key
+/// was already trusted (see the README, "Host key rotation").
+pub(crate) const DEFAULT_UPDATE_HOST_KEYS: bool = true;
 
 /// A whole configuration file, resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,8 +36,19 @@ pub struct Config {
     pub path: PathBuf,
     /// The `[daemon]` table.
     pub daemon: DaemonConfig,
-    /// Tunnels by name (the `[tunnels.NAME]` keys).
+    /// Tunnels by name (the `[tunnels.NAME]` keys), from every file.
     pub tunnels: BTreeMap<String, TunnelConfig>,
+    /// The files read: the main file first, then the included ones in the order read.
+    pub files: Vec<ConfigFile>,
+}
+
+/// One file of a configuration and the tunnels it defines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigFile {
+    /// The file, as given (the main file) or as its `include` pattern found it.
+    pub path: PathBuf,
+    /// The names of the `[tunnels.NAME]` tables in it, in file order.
+    pub tunnels: Vec<String>,
 }
 
 /// The `[daemon]` table.
@@ -52,6 +67,9 @@ pub struct DaemonConfig {
     /// How many tunnels may be in the SSH handshake at once (>= 1), so hundreds of
     /// tunnels do not trip the server's `MaxStartups`.
     pub max_concurrent_handshakes: usize,
+    /// `include` patterns, absolute (relative ones are taken from the main file's
+    /// folder); wildcards only in the file name. Re-read at every reload.
+    pub include: Vec<PathBuf>,
 }
 
 /// OpenSSH's `StrictHostKeyChecking`, minus `ask` (a daemon cannot ask).
@@ -143,6 +161,12 @@ pub struct TunnelConfig {
     pub stream_local_bind_mask: u32,
     /// `proxy`, `proxy_command` and `proxy_password_file`: how the first hop is reached.
     pub proxy: crate::ProxySettings,
+    /// OpenSSH's `UpdateHostKeys`: learn the host keys the server announces after it
+    /// proves them, and forget those it no longer has.
+    pub update_host_keys: bool,
+    /// `on_state_change`: a program and its arguments, run (without a shell) at each
+    /// state change; empty = none. A change applies without a reconnect.
+    pub on_state_change: Vec<String>,
 }
 
 impl TunnelConfig {
@@ -177,6 +201,9 @@ impl TunnelConfig {
             stream_local_bind_unlink,
             stream_local_bind_mask,
             proxy,
+            update_host_keys,
+            // The hook watches the tunnel from outside: a new one needs no new session.
+            on_state_change: _,
         } = self;
         *name == other.name
             && *hosts == other.hosts
@@ -197,5 +224,6 @@ impl TunnelConfig {
             && *stream_local_bind_unlink == other.stream_local_bind_unlink
             && *stream_local_bind_mask == other.stream_local_bind_mask
             && *proxy == other.proxy
+            && *update_host_keys == other.update_host_keys
     }
 }

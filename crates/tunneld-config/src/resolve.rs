@@ -13,23 +13,31 @@ use crate::model::{
     Backoff, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FAILOVER_AFTER, DEFAULT_LOG_LEVEL,
     DEFAULT_MAX_CONCURRENT_HANDSHAKES, DEFAULT_MAX_CONNECTIONS, DEFAULT_SERVER_ALIVE_COUNT_MAX,
     DEFAULT_SERVER_ALIVE_INTERVAL, DEFAULT_STABLE_AFTER, DEFAULT_STREAM_LOCAL_BIND_MASK,
-    DaemonConfig, TunnelConfig,
+    DEFAULT_UPDATE_HOST_KEYS, DaemonConfig, TunnelConfig,
 };
 use crate::proxy::{Proxy, ProxySettings};
 use crate::raw::{Problems, RawBackoff, RawDaemon, RawDoc, RawProxy, RawTunnel};
 
-/// Resolves a walked document. Problems are added to `p`; the result is only
-/// meaningful when `p` stays empty.
+/// Resolves a walked document (the main file's tables and the included files' tunnels;
+/// `include` holds the patterns already made absolute). Problems are added to `p`; the
+/// result is only meaningful when `p` stays empty. A name defined twice must have been
+/// reported already: the first definition is kept.
 pub(crate) fn resolve(
     doc: RawDoc,
+    include: Vec<PathBuf>,
     env: &Env,
     p: &mut Problems,
 ) -> (DaemonConfig, BTreeMap<String, TunnelConfig>) {
-    let daemon = daemon(doc.daemon, env);
+    let daemon = daemon(doc.daemon, include, env);
+    p.in_file(0);
     let defaults_backoff = merge_backoff(Backoff::default(), doc.defaults.backoff.as_ref(), p);
     let mut listeners = Listeners::default();
     let mut tunnels = BTreeMap::new();
     for (name, raw) in &doc.tunnels {
+        if tunnels.contains_key(name.get_ref()) {
+            continue;
+        }
+        p.in_file(raw.file);
         if let Some(t) = tunnel(
             name,
             raw,
@@ -46,8 +54,9 @@ pub(crate) fn resolve(
     (daemon, tunnels)
 }
 
-fn daemon(raw: RawDaemon, env: &Env) -> DaemonConfig {
+fn daemon(raw: RawDaemon, include: Vec<PathBuf>, env: &Env) -> DaemonConfig {
     DaemonConfig {
+        include,
         socket: raw.socket.unwrap_or_else(|| env.default_socket()),
         socket_group: raw.socket_group,
         watch: raw.watch.unwrap_or(false),
@@ -143,7 +152,7 @@ fn tunnel(
                     Listen::Tcp { bind, port } => ListenKey::Tcp(bind.clone(), *port),
                     Listen::Unix(path) => ListenKey::Unix(path.clone()),
                 };
-                listeners.add(spec, n, "local", key);
+                listeners.add(raw.file, spec, n, "local", key);
                 local.push(f);
             }
             Err(e) => p.push(spec.span(), e),
@@ -153,7 +162,8 @@ fn tunnel(
     for spec in &raw.dynamic {
         match forward::parse_dynamic(spec.get_ref(), gateway_ports) {
             Ok(f) => {
-                listeners.add(spec, n, "dynamic", ListenKey::Tcp(f.bind.clone(), f.port));
+                let key = ListenKey::Tcp(f.bind.clone(), f.port);
+                listeners.add(raw.file, spec, n, "dynamic", key);
                 dynamic.push(f);
             }
             Err(e) => p.push(spec.span(), e),
@@ -261,6 +271,15 @@ fn tunnel(
             .or_else(|| defaults.permit_remote_open.clone())
             .unwrap_or_default(),
         proxy,
+        update_host_keys: raw
+            .update_host_keys
+            .or(defaults.update_host_keys)
+            .unwrap_or(DEFAULT_UPDATE_HOST_KEYS),
+        on_state_change: raw
+            .on_state_change
+            .clone()
+            .or_else(|| defaults.on_state_change.clone())
+            .unwrap_or_default(),
     })
 }
 
@@ -273,6 +292,8 @@ fn resolve_proxy(
     env: &Env,
     p: &mut Problems,
 ) -> ProxySettings {
+    // A value taken from [defaults] is reported where it is written: in the main file.
+    let from_defaults = |mine: bool| if mine { raw.file } else { 0 };
     let Some(chosen) = raw.proxy.as_ref().or(defaults.proxy.as_ref()) else {
         if let Some(file) = raw.proxy_password_file.as_ref() {
             p.push(
@@ -282,10 +303,12 @@ fn resolve_proxy(
         }
         return ProxySettings::default();
     };
+    let chosen_file = from_defaults(raw.proxy.is_some());
     let password_file = raw
         .proxy_password_file
         .as_ref()
         .or(defaults.proxy_password_file.as_ref());
+    let password_file_file = from_defaults(raw.proxy_password_file.is_some());
     let proxy = match chosen.get_ref() {
         RawProxy::Direct => None,
         RawProxy::Url(url) => Some(Proxy::Url(url.clone())),
@@ -293,8 +316,9 @@ fn resolve_proxy(
         RawProxy::Env => match env.proxy_vars.resolve() {
             Ok(e) => Some(Proxy::Env(e)),
             Err(e) => {
-                p.push(
-                    chosen.span(),
+                p.push_at(
+                    chosen_file,
+                    chosen.span().start,
                     format!("tunnel \"{n}\": proxy = \"env\": {e}"),
                 );
                 None
@@ -308,15 +332,17 @@ fn resolve_proxy(
     };
     let user = url.and_then(|u| u.user.as_deref().map(|name| (name, u.password.is_some())));
     match (user, password_file) {
-        (Some((user, false)), None) => p.push(
-            chosen.span(),
+        (Some((user, false)), None) => p.push_at(
+            chosen_file,
+            chosen.span().start,
             format!(
                 "tunnel \"{n}\": the proxy user \"{user}\" needs a password: name a file \
                  holding it (mode 0600) in proxy_password_file"
             ),
         ),
-        (None, Some(file)) if matches!(proxy, Some(Proxy::Url(_))) => p.push(
-            file.span(),
+        (None, Some(file)) if matches!(proxy, Some(Proxy::Url(_))) => p.push_at(
+            password_file_file,
+            file.span().start,
             format!(
                 "tunnel \"{n}\": proxy_password_file is set but the proxy names no user; \
                  write the proxy as \"scheme://user@host:port\""
@@ -361,43 +387,62 @@ impl ListenKey {
     }
 }
 
-/// Every local listener in the file, to find those that would fail to bind.
+/// One local listener of a file: where its spec is (file, offset), whose it is, what.
+struct Listener {
+    at: (usize, usize),
+    tunnel: String,
+    spec: String,
+    kind: &'static str,
+    key: ListenKey,
+}
+
+/// Every local listener in the files, to find those that would fail to bind.
 #[derive(Default)]
-struct Listeners(Vec<(usize, String, String, &'static str, ListenKey)>);
+struct Listeners(Vec<Listener>);
 
 impl Listeners {
-    fn add(&mut self, spec: &Spanned<String>, tunnel: &str, kind: &'static str, key: ListenKey) {
-        self.0.push((
-            spec.span().start,
-            tunnel.to_owned(),
-            spec.get_ref().clone(),
+    fn add(
+        &mut self,
+        file: usize,
+        spec: &Spanned<String>,
+        tunnel: &str,
+        kind: &'static str,
+        key: ListenKey,
+    ) {
+        self.0.push(Listener {
+            at: (file, spec.span().start),
+            tunnel: tunnel.to_owned(),
+            spec: spec.get_ref().clone(),
             kind,
             key,
-        ));
+        });
     }
 
-    /// Reports each listener that clashes with an earlier one in the file.
+    /// Reports each listener that clashes with an earlier one (in an earlier file, or
+    /// earlier in the same file).
     fn check(mut self, p: &mut Problems) {
-        self.0.sort_by_key(|l| l.0);
-        for (i, (offset, tunnel, spec, kind, key)) in self.0.iter().enumerate() {
-            let earlier = self.0[..i].iter().find(|e| e.4.clashes(key));
-            if let Some((_, other_tunnel, other_spec, other_kind, _)) = earlier {
-                let whose = if other_tunnel == tunnel {
-                    String::new()
-                } else {
-                    format!(" in tunnel \"{other_tunnel}\"")
-                };
-                let fix = match key {
-                    ListenKey::Tcp(..) => "change one of the ports",
-                    ListenKey::Unix(_) => "use another socket path",
-                };
-                p.0.push((
-                    *offset,
-                    format!(
-                        "{kind} forward \"{spec}\" would listen on the same address as {other_kind} forward \"{other_spec}\"{whose}; {fix}"
-                    ),
-                ));
-            }
+        self.0.sort_by_key(|l| l.at);
+        for (i, l) in self.0.iter().enumerate() {
+            let Some(earlier) = self.0[..i].iter().find(|e| e.key.clashes(&l.key)) else {
+                continue;
+            };
+            let whose = if earlier.tunnel == l.tunnel {
+                String::new()
+            } else {
+                format!(" in tunnel \"{}\"", earlier.tunnel)
+            };
+            let fix = match l.key {
+                ListenKey::Tcp(..) => "change one of the ports",
+                ListenKey::Unix(_) => "use another socket path",
+            };
+            p.push_at(
+                l.at.0,
+                l.at.1,
+                format!(
+                    "{} forward \"{}\" would listen on the same address as {} forward \"{}\"{whose}; {fix}",
+                    l.kind, l.spec, earlier.kind, earlier.spec
+                ),
+            );
         }
     }
 }

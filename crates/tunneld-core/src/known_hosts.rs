@@ -73,15 +73,37 @@ impl HostLine {
     pub fn public_key(&self) -> &PublicKey {
         self.0.public_key()
     }
+
+    /// Whether the host field is hashed (`|1|salt|hash`, `ssh-keygen -H`).
+    pub fn is_hashed(&self) -> bool {
+        matches!(self.0.host_patterns(), HostPatterns::HashedName { .. })
+    }
+
+    /// Whether the line names its hosts plainly enough to be rewritten for one of them:
+    /// a hashed name, or one or two names (`host` or `host,address`) without wildcards
+    /// or negation. OpenSSH's `UpdateHostKeys` leaves other lines alone (and then the
+    /// whole update: a pattern is someone's deliberate choice).
+    pub fn names_plainly(&self) -> bool {
+        match self.0.host_patterns() {
+            HostPatterns::HashedName { .. } => true,
+            HostPatterns::Patterns(list) => {
+                list.len() <= 2 && !list.iter().any(|p| p.contains(['*', '?', '!']))
+            }
+        }
+    }
 }
 
-struct Line {
-    file: PathBuf,
-    number: usize,
-    entry: HostLine,
+/// One readable line of a known_hosts file, with where it is.
+pub(crate) struct Line {
+    pub file: PathBuf,
+    /// 1-based.
+    pub number: usize,
+    pub entry: HostLine,
 }
 
-fn read_lines(files: &[PathBuf]) -> Vec<Line> {
+/// Every line of `files` that names hosts and a key, in order; unreadable files and
+/// lines are skipped.
+pub(crate) fn read_lines(files: &[PathBuf]) -> Vec<Line> {
     let mut out = Vec::new();
     for file in files {
         let Ok(text) = std::fs::read_to_string(file) else {
@@ -178,25 +200,10 @@ pub fn record(
     key: &PublicKey,
 ) -> std::io::Result<Verdict> {
     use std::io::{Read, Seek, SeekFrom};
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::io::AsRawFd;
-    crate::safe_fs::check_link(file, "known_hosts file").map_err(std::io::Error::other)?;
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
     let encoded = key
         .to_openssh()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(file)?;
-    // SAFETY: flock on a descriptor we own; released when `f` is closed.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let mut f = lock(file)?;
     let verdict = check(files, name, key);
     if !matches!(verdict, Verdict::Unknown) {
         return Ok(verdict);
@@ -215,6 +222,46 @@ pub fn record(
     // not lock (ssh itself).
     f.write_all(line.as_bytes())?;
     Ok(Verdict::Unknown)
+}
+
+/// How many times [`lock`] opens the file again when it was replaced while it waited.
+const LOCK_ATTEMPTS: usize = 16;
+
+/// Opens `file` for reading and appending (created with mode 0600, never through another
+/// user's symbolic link, see [`crate::safe_fs`]) and takes an exclusive lock on it: the
+/// lock accept-new records under and host key rotation rewrites under. A file replaced
+/// while we waited (host key rotation writes a new file and renames it over) is opened
+/// again, so the lock held is always on the file the name leads to.
+///
+/// # Errors
+/// The file cannot be created, opened or locked.
+pub(crate) fn lock(file: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::unix::io::AsRawFd;
+    crate::safe_fs::check_link(file, "known_hosts file").map_err(std::io::Error::other)?;
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    for _ in 0..LOCK_ATTEMPTS {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(file)?;
+        // SAFETY: flock on a descriptor we own; released when `f` is closed.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let (held, named) = (f.metadata()?, std::fs::metadata(file)?);
+        if (held.dev(), held.ino()) == (named.dev(), named.ino()) {
+            return Ok(f);
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "{} keeps being replaced; cannot lock it",
+        file.display()
+    )))
 }
 
 fn host_matches(patterns: &HostPatterns, name: &str) -> bool {
@@ -243,26 +290,9 @@ fn host_matches(patterns: &HostPatterns, name: &str) -> bool {
     }
 }
 
-/// OpenSSH's `match_pattern`: `*` is any run, `?` any one character.
+/// OpenSSH's `match_pattern`, byte by byte as OpenSSH compares host names.
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if let Some((sp, st)) = star {
-            p = sp + 1;
-            t = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
+    tunneld_config::wildcard::matches(pattern, text, b'*', b'?')
 }
 
 #[cfg(test)]

@@ -4,12 +4,15 @@
 //! Layout:
 //! - [`Daemon`] (this file): starts one supervisor per tunnel, reads their state, stops them.
 //! - `tunnel`: a tunnel's supervisor: listeners, connect, remote forwards, backoff.
-//! - `session`: handshake, host key check, jump hosts, routing of `-R` channels.
+//! - `session`: handshake, jump hosts, routing of `-R` channels.
+//! - `host_check`: the decision on the server's host key (known_hosts, certificates).
 //! - `auth`: identity files and ssh-agent.
 //! - [`known_hosts`]: OpenSSH's known_hosts rules (hashed names, patterns, `@revoked`).
+//! - `key_rotation`: `update_host_keys`, learning the server's rotated host keys.
 //! - `forward`: local listeners, `-L`, `-R` and `-D` connections.
 //! - `pump`: moving bytes between a socket and a channel.
 //! - [`socks`]: SOCKS4/4a/5 server side.
+//! - `hook`: `on_state_change`, the program run at each state change.
 //! - [`backoff`]: the reconnect schedule.
 //! - [`status`]: what tunnels publish about themselves.
 //! - [`safe_fs`]: not following other users' symbolic links; binding Unix sockets safely.
@@ -24,6 +27,9 @@ pub mod control_request;
 mod error;
 mod forward;
 mod heartbeat;
+mod hook;
+mod host_check;
+mod key_rotation;
 pub mod known_hosts;
 mod netwatch;
 mod proxy;
@@ -45,6 +51,7 @@ use tokio_util::task::TaskTracker;
 use tunneld_config::{Config, Diff, TunnelConfig};
 
 pub use error::TunnelError;
+pub use hook::HOOK_TIMEOUT;
 pub use proxy::handshake_for_fuzzing as proxy_handshake_for_fuzzing;
 pub use status::{
     ForwardCounters, ForwardKind, ForwardState, ForwardStatus, TunnelState, TunnelStatus,
@@ -71,6 +78,8 @@ pub struct Daemon {
     handshake_slots: usize,
     /// Changes of the machine's network, for every tunnel.
     net: watch::Receiver<netwatch::NetChange>,
+    /// One `on_state_change` run at a time per tunnel name, across restarts.
+    hook_locks: BTreeMap<String, hook::RunLock>,
 }
 
 impl Daemon {
@@ -88,6 +97,7 @@ impl Daemon {
             tracker: TaskTracker::new(),
             handshakes: Arc::new(Semaphore::new(slots)),
             handshake_slots: slots,
+            hook_locks: BTreeMap::new(),
         };
         for cfg in config.tunnels.values() {
             daemon.start_tunnel(cfg);
@@ -99,6 +109,13 @@ impl Daemon {
         let (tx, rx) = watch::channel(tunnel::initial_status(cfg));
         let (desired, desired_rx) = watch::channel(Arc::new(cfg.clone()));
         let cancel = self.cancel.child_token();
+        // Names no tunnel uses any more let go of their lock.
+        self.hook_locks
+            .retain(|name, lock| Arc::strong_count(lock) > 1 || self.tunnels.contains_key(name));
+        let lock = Arc::clone(self.hook_locks.entry(cfg.name.clone()).or_default());
+        // Not tracked: a hook never holds up a stop; one still running when the runtime
+        // ends is killed with it.
+        tokio::spawn(hook::watch(rx.clone(), desired_rx.clone(), lock));
         self.tracker.spawn(guard(
             desired_rx,
             tx,

@@ -126,10 +126,10 @@ async fn keep(
 }
 
 /// A process group, ended if its keeper is dropped (the runtime shutting down).
-struct Group(u32);
+pub(crate) struct Group(pub u32);
 
 impl Group {
-    fn signal(&self, signal: libc::c_int) {
+    pub(crate) fn signal(&self, signal: libc::c_int) {
         let Ok(pgid) = libc::pid_t::try_from(self.0) else {
             return;
         };
@@ -146,7 +146,7 @@ impl Drop for Group {
     }
 }
 
-fn describe(status: ExitStatus) -> String {
+pub(crate) fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
@@ -160,11 +160,21 @@ async fn log_stderr(
     stderr: tokio::process::ChildStderr,
     last_words: Arc<Mutex<Option<String>>>,
 ) {
-    let mut lines = tokio::io::BufReader::new(stderr);
+    for_each_line(stderr, |text| {
+        warn!(tunnel, "proxy command: {text}");
+        *last_words.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+    })
+    .await;
+}
+
+/// Calls `each` with every line of `output` that is not blank, trimmed at the end, cut at
+/// [`MAX_LOG_LINE_BYTES`] (the rest of a longer line comes as the next ones); until end of
+/// file or an error.
+pub(crate) async fn for_each_line(output: impl AsyncRead + Unpin, mut each: impl FnMut(String)) {
+    let mut lines = tokio::io::BufReader::new(output);
     let mut line = Vec::new();
     loop {
         line.clear();
-        // A line is cut at the bound; the rest of it is read as the next lines.
         match (&mut lines)
             .take(MAX_LOG_LINE_BYTES as u64)
             .read_until(b'\n', &mut line)
@@ -174,11 +184,9 @@ async fn log_stderr(
             Ok(_) => {}
         }
         let text = String::from_utf8_lossy(&line).trim_end().to_owned();
-        if text.is_empty() {
-            continue;
+        if !text.is_empty() {
+            each(text);
         }
-        warn!(tunnel, "proxy command: {text}");
-        *last_words.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
     }
 }
 

@@ -3,22 +3,22 @@
 //! channels the server opens for our remote listeners.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ssh_key::{Algorithm, Certificate, EcdsaCurve, HashAlg, PublicKey};
+use ssh_key::{Algorithm, EcdsaCurve};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
-use tunneld_config::{Endpoint, HostPort, ProxyRoute, StrictHostKeyChecking, TunnelConfig};
+use tunneld_config::{Endpoint, HostPort, ProxyRoute, TunnelConfig};
 use tunneld_ssh::{ConnectError, Forwarded, HostKey, Incoming, OpenKind, TransportError};
 
 use crate::error::TunnelError;
 use crate::forward::remote;
-use crate::known_hosts::{self, Verdict};
+use crate::host_check::HostCheck;
+use crate::known_hosts;
 use crate::status::ForwardCounters;
 
 /// Where a channel the server opens for one of our remote listeners goes.
@@ -82,163 +82,6 @@ pub(crate) struct SessionShared {
     pub end_reason: Mutex<Option<String>>,
     /// Where reverse SOCKS forwards may connect.
     pub permit_remote_open: tunneld_config::PermitRemoteOpen,
-}
-
-struct HostCheck {
-    files: Vec<PathBuf>,
-    name: String,
-    /// The host name a host certificate must list as a principal.
-    principal: String,
-    /// CA keys of the `@cert-authority` lines for this host.
-    authorities: Vec<PublicKey>,
-    mode: StrictHostKeyChecking,
-    /// The accepted key's type and SHA-256 fingerprint, for the "connected" log line.
-    accepted: Arc<Mutex<Option<String>>>,
-}
-
-impl HostCheck {
-    /// The decision on the server's key (plain or certified), recording what was
-    /// accepted for the "connected" log line.
-    fn decide(&self, key: &HostKey) -> Result<(), String> {
-        let public = match key {
-            HostKey::Key(public) => {
-                self.verify(public)?;
-                public.clone()
-            }
-            HostKey::Certificate(cert) => {
-                let public = PublicKey::from(cert.public_key().clone());
-                match self.verify_certificate(cert) {
-                    Some(Ok(ca)) => {
-                        info!(host = %self.name, ca = %ca, "host certificate signed by a trusted authority");
-                    }
-                    Some(Err(reason)) => return Err(reason),
-                    // Without a @cert-authority line OpenSSH checks the certified key itself.
-                    None => self.verify(&public)?,
-                }
-                public
-            }
-        };
-        *lock(&self.accepted) = Some(format!(
-            "{} {}",
-            public.algorithm(),
-            public.fingerprint(HashAlg::Sha256)
-        ));
-        Ok(())
-    }
-
-    /// A host certificate against the `@cert-authority` lines for this host: `None`
-    /// when there are none, else the signing CA's fingerprint or why it is refused.
-    fn verify_certificate(&self, cert: &Certificate) -> Option<Result<String, String>> {
-        if self.authorities.is_empty() {
-            return None;
-        }
-        let public = PublicKey::from(cert.public_key().clone());
-        if let Verdict::Revoked { file, line } =
-            known_hosts::check(&self.files, &self.name, &public)
-        {
-            return Some(Err(format!(
-                "the server's certified key is marked @revoked ({}:{line})",
-                file.display()
-            )));
-        }
-        let fingerprints: Vec<_> = self
-            .authorities
-            .iter()
-            .map(|ca| ca.fingerprint(HashAlg::Sha256))
-            .collect();
-        let verdict = if cert.cert_type() != ssh_key::certificate::CertType::Host {
-            Err("the server presented a user certificate as its host key".to_string())
-        } else if let Err(e) = cert.validate(fingerprints.iter()) {
-            Err(format!(
-                "host certificate not accepted: {e} (trusted authorities for {}: {})",
-                self.name,
-                fingerprints
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        } else if !cert
-            .valid_principals()
-            .iter()
-            .any(|p| p.eq_ignore_ascii_case(&self.principal))
-        {
-            Err(format!(
-                "host certificate is not valid for {} (principals: {})",
-                self.principal,
-                cert.valid_principals().join(", ")
-            ))
-        } else {
-            let ca = PublicKey::from(cert.signature_key().clone());
-            Ok(ca.fingerprint(HashAlg::Sha256).to_string())
-        };
-        Some(verdict)
-    }
-
-    fn verify(&self, key: &PublicKey) -> Result<(), String> {
-        let fingerprint = key.fingerprint(HashAlg::Sha256);
-        let verdict = known_hosts::check(&self.files, &self.name, key);
-        match (verdict, self.mode) {
-            (Verdict::Revoked { file, line }, _) => Err(format!(
-                "the server's {} key {fingerprint} is marked @revoked ({}:{line})",
-                key.algorithm(),
-                file.display()
-            )),
-            (Verdict::Trusted, _) => Ok(()),
-            (Verdict::Changed { file, line }, StrictHostKeyChecking::No) => {
-                warn!(host = %self.name, %fingerprint, known = %format!("{}:{line}", file.display()),
-                      "host key does not match known_hosts; accepted because strict_host_key_checking = \"no\"");
-                Ok(())
-            }
-            (Verdict::Changed { file, line }, _) => Err(format!(
-                "REMOTE HOST IDENTIFICATION HAS CHANGED: the server offered {} key {fingerprint}, \
-                 which does not match {}:{line}; someone may be intercepting the connection, or the \
-                 host key was replaced (check it, then fix that line)",
-                key.algorithm(),
-                file.display()
-            )),
-            (Verdict::Unknown, StrictHostKeyChecking::Yes) => Err(format!(
-                "no {} key for {} in {}: the server offered {fingerprint}; add it (e.g. \
-                 ssh-keyscan), or set strict_host_key_checking = \"accept-new\"",
-                key.algorithm(),
-                self.name,
-                self.files
-                    .iter()
-                    .map(|f| f.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            (Verdict::Unknown, StrictHostKeyChecking::AcceptNew) => {
-                let Some(file) = self.files.first() else {
-                    return Err("accept-new needs a known_hosts file to record the key in".into());
-                };
-                let recorded =
-                    known_hosts::record(&self.files, file, &self.name, key).map_err(|e| {
-                        format!("cannot record the new host key in {}: {e}", file.display())
-                    })?;
-                match recorded {
-                    Verdict::Unknown => {
-                        info!(host = %self.name, %fingerprint, file = %file.display(), "new host key recorded (accept-new)");
-                        Ok(())
-                    }
-                    Verdict::Trusted => Ok(()),
-                    // Another tunnel recorded a different key for this host meanwhile.
-                    Verdict::Changed { file, line } | Verdict::Revoked { file, line } => {
-                        Err(format!(
-                            "the server's {} key {fingerprint} does not match the key just recorded for it by another tunnel ({}:{line})",
-                            key.algorithm(),
-                            file.display()
-                        ))
-                    }
-                }
-            }
-            (Verdict::Unknown, StrictHostKeyChecking::No) => {
-                warn!(host = %self.name, %fingerprint,
-                      "unknown host key accepted because strict_host_key_checking = \"no\"");
-                Ok(())
-            }
-        }
-    }
 }
 
 /// An established, authenticated session.
@@ -518,6 +361,7 @@ async fn handshake(
     let mut config = tunneld_ssh::Config::default();
     config.transport.host_key_algorithms = host_key_algorithms(&known, !authorities.is_empty());
     let accepted = Arc::new(Mutex::new(None));
+    let trusted_by_line = Arc::new(Mutex::new(None));
     let check = HostCheck {
         files: cfg.known_hosts.clone(),
         name: name.clone(),
@@ -525,6 +369,7 @@ async fn handshake(
         authorities,
         mode: cfg.strict_host_key_checking,
         accepted: Arc::clone(&accepted),
+        trusted_by_line: Arc::clone(&trusted_by_line),
     };
     let connected = tunneld_ssh::connect(
         stream,
@@ -553,6 +398,25 @@ async fn handshake(
         Err(e) => return Err(TunnelError::Ssh(e.to_string())),
     };
     let host_key = lock(&accepted).take().unwrap_or_default();
+    match lock(&trusted_by_line).take() {
+        Some(key) if cfg.update_host_keys => {
+            let trusted = crate::key_rotation::Trusted {
+                tunnel: Arc::from(cfg.name.as_str()),
+                files: cfg.known_hosts.clone(),
+                name,
+                key,
+            };
+            tokio::spawn(crate::key_rotation::watch(
+                ssh.host_key_announcement(),
+                trusted,
+            ));
+        }
+        Some(_) => {}
+        None if cfg.update_host_keys => {
+            tracing::debug!(tunnel = %cfg.name, host = %name, "host key not trusted through a known_hosts line; update_host_keys does not apply");
+        }
+        None => {}
+    }
     Ok((ssh, incoming, host_key))
 }
 

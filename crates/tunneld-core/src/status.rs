@@ -192,8 +192,11 @@ pub struct ForwardStatus {
     pub state: ForwardState,
     /// Why it is not active, when it is not.
     pub error: Option<String>,
-    /// Where it actually listens (local socket address, or the server's allocated port).
-    pub bound: Option<String>,
+    /// What is really bound while it is active (`None` otherwise): the local addresses
+    /// of a local or dynamic forward (`127.0.0.1:8080`, `[::1]:8080`, a socket path), or
+    /// what the server bound for a remote one (`localhost:2222`; with port 0 asked, the
+    /// port the server chose).
+    pub listen: Option<Vec<String>>,
     /// Live traffic counters.
     pub counters: Arc<ForwardCounters>,
 }

@@ -4,6 +4,13 @@
 //! The connection settings of a run are fixed (a reload that changes them restarts the
 //! tunnel). The forward lists are not: a reload that changes only them sends the new
 //! config on `desired`, and `reconcile` opens and closes forwards on the live session.
+//!
+//! Files: this one holds the supervisor, the listeners and the status; `remotes` the
+//! remote forwards held on a session and the goodbye; `hosts` the failover over a host
+//! list.
+
+mod hosts;
+mod remotes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,20 +21,20 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
-use tunneld_config::{Listen, RemoteForward, RemoteListen, TunnelConfig};
+use tunneld_config::{Listen, RemoteForward, TunnelConfig};
 
 use crate::backoff::Schedule;
 use crate::forward::listen::{Listener, UnixOptions};
-use crate::forward::{ForwardCtx, dynamic, local, remote};
+use crate::forward::{ForwardCtx, dynamic, local};
 use crate::heartbeat;
 use crate::netwatch::{self, NetChange};
 use crate::session::{self, Session, SessionShared};
+use hosts::HostRotation;
+use remotes::{goodbye, request_remotes};
+
 use crate::status::{
     ForwardCounters, ForwardKind, ForwardState, ForwardStatus, TunnelState, TunnelStatus,
 };
-
-/// How long a stopping tunnel waits for the server to take its disconnect.
-const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A forward's identity within its tunnel.
 type Key = (ForwardKind, String);
@@ -89,11 +96,24 @@ fn forward_list(cfg: &TunnelConfig, old: &[ForwardStatus]) -> Vec<ForwardStatus>
                 spec: spec.clone(),
                 state: ForwardState::Pending,
                 error: None,
-                bound: None,
+                listen: None,
                 counters: Arc::new(ForwardCounters::with_limit(cfg.max_connections)),
             })
     })
     .collect()
+}
+
+/// Remote forwards back to `pending`, with nothing bound: they live and die with a session.
+fn forget_remotes(s: &mut TunnelStatus) {
+    for f in s
+        .forwards
+        .iter_mut()
+        .filter(|f| f.kind == ForwardKind::Remote)
+    {
+        f.state = ForwardState::Pending;
+        f.error = None;
+        f.listen = None;
+    }
 }
 
 /// While a session is up: `up` when every forward is active, `degraded` when one is not;
@@ -130,7 +150,7 @@ impl Tunnel {
         spec: &str,
         state: ForwardState,
         error: Option<String>,
-        bound: Option<String>,
+        listen: Option<Vec<String>>,
     ) {
         let up = self.session.borrow().is_some();
         self.status.send_modify(|s| {
@@ -141,9 +161,7 @@ impl Tunnel {
             {
                 f.state = state;
                 f.error = error;
-                if bound.is_some() {
-                    f.bound = bound;
-                }
+                f.listen = listen;
             }
             settle(s, up);
         });
@@ -297,30 +315,6 @@ fn reconcile(t: &Arc<Tunnel>, cfg: &TunnelConfig) {
     }
 }
 
-/// Requests on `session` every wanted remote forward not requested yet, and cancels
-/// those no longer wanted.
-fn request_remotes(t: &Arc<Tunnel>, session: &Arc<Session>) {
-    let wanted = lock(&t.remotes).clone();
-    let mut tasks = lock(&t.remote_tasks);
-    tasks.retain(|spec, token| {
-        let keep = wanted.iter().any(|f| &f.spec == spec);
-        if !keep {
-            token.cancel();
-        }
-        keep
-    });
-    for fwd in wanted {
-        if tasks.contains_key(&fwd.spec) {
-            continue;
-        }
-        let token = session.shared.conn_cancel.child_token();
-        tasks.insert(fwd.spec.clone(), token.clone());
-        let (t2, s2) = (Arc::clone(t), Arc::clone(session));
-        t.tracker
-            .spawn(async move { keep_remote(&t2, &s2, &fwd, &token).await });
-    }
-}
-
 /// Binds a listener, retrying on the tunnel's backoff while the address is busy.
 async fn bind_until_done(
     t: &Tunnel,
@@ -336,8 +330,8 @@ async fn bind_until_done(
         };
         match Listener::bind(listen, unix).await {
             Ok((l, skipped)) => {
-                let at = l.describe();
-                info!(tunnel = %t.name, forward = %key.1, listen = %at, "listening");
+                let at = l.addresses();
+                info!(tunnel = %t.name, forward = %key.1, listen = %at.join(", "), "listening");
                 if let Some(e) = skipped {
                     warn!(tunnel = %t.name, forward = %key.1, error = %e, "listening on fewer addresses than asked");
                 }
@@ -353,47 +347,6 @@ async fn bind_until_done(
             _ = cancel.cancelled() => return None,
             _ = tokio::time::sleep(schedule.next_delay()) => {}
         }
-    }
-}
-
-/// Which of a tunnel's hosts to try: the same one until `after` attempts in a row have
-/// failed on it, then the next, round the list. A host that served a session is kept.
-#[derive(Debug)]
-struct HostRotation {
-    len: usize,
-    after: u32,
-    current: usize,
-    failures: u32,
-}
-
-impl HostRotation {
-    fn new(len: usize, after: u32) -> Self {
-        HostRotation {
-            len: len.max(1),
-            after: after.max(1),
-            current: 0,
-            failures: 0,
-        }
-    }
-
-    fn current(&self) -> usize {
-        self.current
-    }
-
-    /// A session was established on the current host.
-    fn connected(&mut self) {
-        self.failures = 0;
-    }
-
-    /// An attempt on the current host failed; true if this moved to another host.
-    fn failed(&mut self) -> bool {
-        self.failures += 1;
-        if self.failures < self.after || self.len == 1 {
-            return false;
-        }
-        self.failures = 0;
-        self.current = (self.current + 1) % self.len;
-        true
     }
 }
 
@@ -455,6 +408,8 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
                 };
                 // Whatever ended it, make sure the session lets go of the socket.
                 shared.kill.cancel();
+                // The server's listeners went with the session.
+                t.status.send_modify(forget_remotes);
                 if up_at.elapsed() >= t.cfg.stable_after {
                     schedule.reset();
                 }
@@ -502,14 +457,7 @@ async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String
     t.status.send_modify(|s| {
         s.last_error = None;
         s.last_connect = Some(SystemTime::now());
-        for f in s
-            .forwards
-            .iter_mut()
-            .filter(|f| f.kind == ForwardKind::Remote)
-        {
-            f.state = ForwardState::Pending;
-            f.error = None;
-        }
+        forget_remotes(s);
         s.state = TunnelState::Connecting;
         s.since = SystemTime::now();
         settle(s, true);
@@ -583,131 +531,5 @@ async fn probe_now(session: &Session, deadline: Duration) -> bool {
     match tokio::time::timeout(deadline, heartbeat::Probe::ping(session)).await {
         Ok(answered) => answered,
         Err(_) => heartbeat::Probe::last_heard(session) > sent,
-    }
-}
-
-/// Requests one remote forward, retrying on its own backoff while the server refuses;
-/// once active, holds it until `stop` (removed by a reload: cancelled on the server too).
-async fn keep_remote(t: &Tunnel, session: &Session, fwd: &RemoteForward, stop: &CancellationToken) {
-    let kind = ForwardKind::Remote;
-    let counters = t.counters(kind, &fwd.spec);
-    let mut schedule = Schedule::new(t.cfg.backoff);
-    let bound_port = loop {
-        let attempt = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = remote::request(session, fwd, &counters) => r,
-        };
-        match attempt {
-            Ok(bound) => {
-                info!(tunnel = %t.name, forward = %fwd.spec, listen = %bound, "remote forward active");
-                let port = bound_port(&bound);
-                t.set_forward(kind, &fwd.spec, ForwardState::Active, None, Some(bound));
-                break port;
-            }
-            Err(tunneld_ssh::RequestError::Refused) => {
-                let delay = schedule.next_delay();
-                let msg = format!("server refused to listen for {}", fwd.spec);
-                warn!(tunnel = %t.name, forward = %fwd.spec, retry_in = ?delay, hint = remote::STALE_PORT_HINT, "{msg}");
-                t.set_forward(kind, &fwd.spec, ForwardState::Refused, Some(msg), None);
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-            Err(e) => {
-                warn!(tunnel = %t.name, forward = %fwd.spec, error = %e, "remote forward request failed");
-                t.set_forward(
-                    kind,
-                    &fwd.spec,
-                    ForwardState::Error,
-                    Some(e.to_string()),
-                    None,
-                );
-                return;
-            }
-        }
-    };
-    stop.cancelled().await;
-    // Removed while the session lives on: give the port back. (On session loss or
-    // shutdown the token fires too; cancelling on a dead session costs at most a second.)
-    if !t.cancel.is_cancelled() && !session.shared.closed.is_cancelled() {
-        remote::cancel(session, fwd, bound_port).await;
-        remote::forget(session, fwd, bound_port);
-        info!(tunnel = %t.name, forward = %fwd.spec, "remote forward removed");
-    }
-}
-
-/// The port of a remote forward's bound address (`"localhost:2222"`); `None` for a socket path.
-fn bound_port(bound: &str) -> Option<u32> {
-    bound.rsplit(':').next()?.parse().ok()
-}
-
-/// On shutdown: cancel remote listeners and say goodbye, each bounded in time.
-async fn goodbye(t: &Tunnel, session: &Session) {
-    let active: Vec<(RemoteForward, Option<u32>)> = {
-        let s = t.status.borrow();
-        lock(&t.remotes)
-            .iter()
-            .filter_map(|fwd| {
-                let f = s
-                    .forwards
-                    .iter()
-                    .find(|f| f.kind == ForwardKind::Remote && f.spec == fwd.spec)?;
-                if f.state != ForwardState::Active {
-                    return None;
-                }
-                let port = f.bound.as_deref().and_then(bound_port);
-                (port.is_some() || matches!(fwd.listen, RemoteListen::Unix(_)))
-                    .then(|| (fwd.clone(), port))
-            })
-            .collect()
-    };
-    // All at once: each waits up to a second for a server that may not answer.
-    let cancels = active
-        .iter()
-        .map(|(fwd, port)| remote::cancel(session, fwd, *port));
-    futures_util::future::join_all(cancels).await;
-    // disconnect() only queues the message: wait until the session task has sent it and
-    // ended, so the server logs a clean disconnect rather than a dropped connection.
-    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, async {
-        session.ssh.disconnect("tunneld stopping");
-        session.shared.closed.cancelled().await;
-        // Then the jump hosts, the nearest to the server first.
-        for hop in session.hops.iter().rev() {
-            hop.disconnect("tunneld stopping");
-            hop.closed().await;
-        }
-    })
-    .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::HostRotation;
-
-    #[test]
-    fn hosts_rotate_after_the_failures_in_a_row_and_stay_once_connected() {
-        let mut h = HostRotation::new(3, 2);
-        let mut seen = Vec::new();
-        for _ in 0..7 {
-            seen.push(h.current());
-            h.failed();
-        }
-        assert_eq!(seen, [0, 0, 1, 1, 2, 2, 0]);
-        // A session on host 0 resets its count: one more failure does not move on.
-        h.connected();
-        assert!(!h.failed());
-        assert_eq!(h.current(), 0);
-        assert!(h.failed());
-        assert_eq!(h.current(), 1);
-    }
-
-    #[test]
-    fn a_single_host_never_moves() {
-        let mut h = HostRotation::new(1, 1);
-        for _ in 0..5 {
-            assert!(!h.failed());
-            assert_eq!(h.current(), 0);
-        }
     }
 }

@@ -8,6 +8,10 @@
 //! framing (packets, agent frames) around the fuzzed bytes, so the fuzzer spends its time
 //! on the contents rather than on lengths and padding.
 
+mod hostkeys;
+
+pub use hostkeys::host_key_proofs;
+
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -1641,6 +1645,7 @@ mod tests {
             ("ssh_userauth", userauth, userauth_seeds()),
             ("ssh_agent_reply", agent_reply, agent_seeds()),
             ("ssh_connection", connection, connection_seeds()),
+            ("ssh_hostkeys_prove", host_key_proofs, hostkeys::seeds()),
         ]
     }
 
@@ -1713,6 +1718,24 @@ mod tests {
     #[test]
     fn connection_seeds_and_mutations() {
         exercise("ssh_connection", 400);
+    }
+
+    #[test]
+    fn hostkeys_prove_seeds_and_mutations() {
+        exercise("ssh_hostkeys_prove", 300);
+    }
+
+    #[test]
+    fn a_real_proof_verifies_and_a_flipped_one_does_not() {
+        // The harness asserts both (a real proof of the test key, and each flip refused).
+        for seed in hostkeys::seeds() {
+            host_key_proofs(&seed);
+        }
+        for flip in [0u16, 7, 40, 100, 500, 799] {
+            let mut seed = vec![1, 0];
+            seed.extend_from_slice(&flip.to_be_bytes());
+            host_key_proofs(&seed);
+        }
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - `kex`: key exchange methods (one file each), the exchange hash and key derivation.
 //! - `negotiate`: KEXINIT and the algorithm choice rules (RFC 4253 §7.1).
 //! - `hostkey`: the server's host key: decoding, fingerprints, signature checks.
+//! - `hostkeys`: host key rotation (`hostkeys-00`, `hostkeys-prove-00@openssh.com`): the
+//!   announcement, the prove request and the checks of the proofs.
 //! - `transport`: the transport state machine (no I/O): versions, KEXINIT, NEWKEYS,
 //!   strict key exchange, re-keying, EXT_INFO.
 //! - `auth`: user authentication (publickey with keys, certificates and ssh-agent).
@@ -31,6 +33,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hostkey;
+pub mod hostkeys;
 mod kex;
 mod msg;
 pub mod negotiate;

@@ -55,6 +55,8 @@ pub struct SessionInfo {
     pub algorithms: Chosen,
     /// The credential that was accepted.
     pub authenticated_with: String,
+    /// The session identifier (the first key exchange's hash), which host key proofs sign.
+    pub session_id: Arc<[u8]>,
 }
 
 /// A session to a server: cheap to clone; when the last clone is dropped the session says
@@ -66,6 +68,7 @@ pub struct Session {
     info: Arc<SessionInfo>,
     kex_count: Arc<AtomicU64>,
     heard: Arc<driver::Heard>,
+    announced: watch::Receiver<Option<Vec<Vec<u8>>>>,
 }
 
 /// Channels the server opens for our remote listeners, in arrival order.
@@ -134,10 +137,12 @@ where
             .cloned()
             .ok_or_else(|| TransportError::Protocol("no algorithms after key exchange".into()))?,
         authenticated_with: authenticated.credential,
+        session_id: Arc::from(transport.session_id().unwrap_or_default()),
     });
     let shared = SessionShared::new();
     let (incoming_tx, incoming_rx) = mpsc::channel(config.channels.max_offered.max(1));
     let connection = Connection::new(config.channels, Arc::clone(&shared), incoming_tx);
+    let announced = connection.announced_host_keys.subscribe();
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (end_tx, end) = watch::channel(None);
     let kex_count = Arc::new(AtomicU64::new(0));
@@ -160,6 +165,7 @@ where
             info,
             kex_count,
             heard,
+            announced,
         },
         Incoming { rx: incoming_rx },
     ))
@@ -276,6 +282,17 @@ impl Session {
         let started = Instant::now();
         self.request("keepalive@openssh.com", Vec::new()).await?;
         Ok(started.elapsed())
+    }
+
+    /// The server's host key announcement (OpenSSH's `UpdateHostKeys`) and the means to
+    /// ask it for proofs; see [`crate::hostkeys`].
+    pub fn host_key_announcement(&self) -> crate::hostkeys::Announcement {
+        crate::hostkeys::Announcement {
+            announced: self.announced.clone(),
+            commands: self.commands.downgrade(),
+            session_id: Arc::clone(&self.info.session_id),
+            host_key_algorithm: self.info.algorithms.host_key.clone(),
+        }
     }
 
     /// Key exchanges completed so far, the first included.

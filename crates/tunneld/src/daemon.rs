@@ -17,7 +17,7 @@ use tunneld_core::{Daemon, TunnelStatus};
 use crate::control::{self, Command, ControlSocket};
 use crate::render;
 use crate::service::{self, Notifier};
-use crate::watch::{ConfigWatcher, watch_config};
+use crate::watch::{self as config_watch, ConfigWatcher, Target};
 
 /// Worker threads. One: a forwarded byte passes several tasks (local socket, channel
 /// queue, session, server socket), and with a second worker those hops became wake-ups
@@ -116,17 +116,25 @@ fn check_fd_limit(config: &Config) {
 struct Watch {
     _watcher: ConfigWatcher,
     events: mpsc::Receiver<()>,
+    /// What it watches: the main file and the include folders of the config it was
+    /// started for.
+    targets: Vec<Target>,
 }
 
 fn start_watch(config: &Config) -> Option<Watch> {
     if !config.daemon.watch {
         return None;
     }
-    match watch_config(&config.path, WATCH_DEBOUNCE) {
-        Ok((watcher, events)) => Some(Watch {
+    let started = config_watch::targets(config).and_then(|targets| {
+        let (watcher, events) = config_watch::watch_targets(&targets, WATCH_DEBOUNCE)?;
+        Ok(Watch {
             _watcher: watcher,
             events,
-        }),
+            targets,
+        })
+    });
+    match started {
+        Ok(w) => Some(w),
         Err(e) => {
             warn!(config = %config.path.display(), error = %e, "cannot watch the configuration file; reload with tunneld reload or SIGHUP");
             None
@@ -251,20 +259,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Re-arms what depends on the config after a reload: the file watch and the list of
-/// tunnels whose status feeds `STATUS=`.
+/// Re-arms what depends on the config after a reload: the file watch (started, stopped,
+/// or moved to the include folders the new file names) and the list of tunnels whose
+/// status feeds `STATUS=`.
 fn after_reload(
     daemon: &Daemon,
-    file_watch: &mut Option<Watch>,
+    watcher: &mut Option<Watch>,
     changes: &mut Vec<watch::Receiver<TunnelStatus>>,
 ) {
-    let wanted = daemon.config().daemon.watch;
-    if wanted != file_watch.is_some() {
-        *file_watch = if wanted {
-            start_watch(daemon.config())
-        } else {
-            None
-        };
+    let config = daemon.config();
+    let moved = match (&*watcher, config_watch::targets(config)) {
+        (Some(w), Ok(targets)) => w.targets != targets,
+        _ => true,
+    };
+    if config.daemon.watch != watcher.is_some() || moved {
+        *watcher = start_watch(config);
     }
     *changes = receivers(daemon);
 }
@@ -288,11 +297,17 @@ async fn reload(daemon: &mut Daemon, notifier: &Notifier, trigger: &str) -> Valu
                 info!(trigger, "reload: {line}");
             }
             let names = |v: &[String]| v.to_vec();
+            let files: Vec<Value> = new
+                .files
+                .iter()
+                .map(|f| json!({"path": f.path, "tunnels": f.tunnels}))
+                .collect();
             json!({
                 "version": control::PROTOCOL_VERSION,
                 "ok": true,
                 "reload": {
                     "summary": diff.summary(),
+                    "files": files,
                     "added": names(&diff.added),
                     "removed": names(&diff.removed),
                     "restarted": names(&diff.restarted),

@@ -192,6 +192,14 @@ fn main() -> ExitCode {
         },
         Command::Reload(client) => client_call(&client.socket(), control::Command::Reload, |v| {
             println!("{}", v["reload"]["summary"].as_str().unwrap_or("reloaded"));
+            for file in v["reload"]["files"].as_array().into_iter().flatten() {
+                let n = file["tunnels"].as_array().map_or(0, Vec::len);
+                println!(
+                    "read {}: {}",
+                    file["path"].as_str().unwrap_or("?"),
+                    tunnels(n)
+                );
+            }
         }),
     }
 }
@@ -265,12 +273,14 @@ fn check(path: &Path) -> ExitCode {
             for t in config.tunnels.values() {
                 println!("{}", summary(t));
             }
-            println!(
-                "{}: ok, {} tunnel{}",
-                path.display(),
-                config.tunnels.len(),
-                if config.tunnels.len() == 1 { "" } else { "s" }
-            );
+            // One line per file read: the main file, then each included one.
+            for file in &config.files {
+                println!(
+                    "{}: ok, {}",
+                    file.path.display(),
+                    tunnels(file.tunnels.len())
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -278,6 +288,11 @@ fn check(path: &Path) -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
+}
+
+/// "1 tunnel", "2 tunnels".
+fn tunnels(n: usize) -> String {
+    format!("{n} tunnel{}", if n == 1 { "" } else { "s" })
 }
 
 fn summary(t: &tunneld_config::TunnelConfig) -> String {

@@ -286,6 +286,17 @@ pub fn render(statuses: &[TunnelStatus]) -> String {
             format!("{{{labels}}} {}", u8::from(active))
         }),
     );
+    family(
+        "tunneld_forward_listen_info",
+        "gauge",
+        "1 for each address an active forward has bound (a remote forward: what the server bound, with the port it chose for port 0).",
+        &mut forwards().flat_map(|(labels, f)| {
+            f.listen
+                .iter()
+                .flatten()
+                .map(move |at| format!("{{{labels},listen=\"{}\"}} 1", escape(at)))
+        }),
+    );
     out
 }
 

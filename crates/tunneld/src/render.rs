@@ -19,6 +19,7 @@ pub fn status_json(tunnels: &[TunnelStatus]) -> Value {
                         "kind": f.kind.as_str(),
                         "spec": f.spec,
                         "state": f.state.as_str(),
+                        "listen": f.listen,
                         "error": f.error,
                         "connections": f.counters.active.load(Ordering::Relaxed),
                         "bytes_in": f.counters.bytes_in.load(Ordering::Relaxed),
@@ -50,6 +51,7 @@ pub fn status_table(doc: &Value, now: SystemTime) -> String {
         "UPTIME".into(),
         "RECONNECTS".into(),
         "FORWARDS".into(),
+        "LISTEN".into(),
         "LAST ERROR".into(),
     ]];
     for t in tunnels {
@@ -72,16 +74,17 @@ pub fn status_table(doc: &Value, now: SystemTime) -> String {
             uptime,
             t["reconnects"].to_string(),
             format!("{active}/{} active, {conns} conn", forwards.len()),
+            listen(forwards),
             t["last_error"].as_str().unwrap_or("-").to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..5)
+    let widths: Vec<usize> = (0..6)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
     for row in &rows {
         for (i, cell) in row.iter().enumerate() {
-            if i < 5 {
+            if i < 6 {
                 out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
             } else {
                 out.push_str(cell);
@@ -90,6 +93,29 @@ pub fn status_table(doc: &Value, now: SystemTime) -> String {
         out.push('\n');
     }
     out
+}
+
+/// What the forwards have bound, for the table: each active forward's addresses joined
+/// by commas, forwards apart by spaces (`localhost:40123 127.0.0.1:8080,[::1]:8080`);
+/// `-` when none is bound.
+fn listen(forwards: &[Value]) -> String {
+    let bound: Vec<String> = forwards
+        .iter()
+        .filter_map(|f| f["listen"].as_array())
+        .map(|addrs| {
+            addrs
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    if bound.is_empty() {
+        "-".into()
+    } else {
+        bound.join(" ")
+    }
 }
 
 /// `STATUS=` for systemd: "3/4 tunnels up" (degraded counts as up: its session is).
@@ -192,22 +218,35 @@ mod tests {
         let doc = json!({"tunnels": [
             {"name": "home-ssh", "state": "up", "host": "h:22", "since": "2026-11-24T10:00:00Z",
              "reconnects": 2, "last_error": null,
-             "forwards": [{"kind": "remote", "spec": "2222:localhost:22", "state": "active",
-                           "error": null, "connections": 1, "bytes_in": 0, "bytes_out": 0}]},
+             "forwards": [{"kind": "remote", "spec": "0:localhost:22", "state": "active",
+                           "listen": ["localhost:40123"],
+                           "error": null, "connections": 1, "bytes_in": 0, "bytes_out": 0},
+                          {"kind": "local", "spec": "8080:web:80", "state": "active",
+                           "listen": ["127.0.0.1:8080", "[::1]:8080"],
+                           "error": null, "connections": 0, "bytes_in": 0, "bytes_out": 0}]},
             {"name": "b", "state": "backoff", "host": "h:22", "since": "2026-11-24T10:00:00Z",
              "reconnects": 0, "last_error": "cannot connect to h:22: refused",
-             "forwards": [{"kind": "local", "spec": "1:h:2", "state": "active",
+             "forwards": [{"kind": "local", "spec": "1:h:2", "state": "pending",
+                           "listen": null,
                            "error": null, "connections": 0, "bytes_in": 0, "bytes_out": 0}]}
         ]});
         let table = status_table(&doc, now);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(
-            lines[0].starts_with("NAME      STATE    UPTIME  RECONNECTS  FORWARDS"),
+            lines[0]
+                .starts_with("NAME      STATE    UPTIME  RECONNECTS  FORWARDS            LISTEN  "),
             "{table}"
         );
         assert!(
-            lines[1].starts_with("home-ssh  up       1h2m    2           1/1 active, 1 conn  -"),
+            lines[1].starts_with(
+                "home-ssh  up       1h2m    2           2/2 active, 1 conn  \
+                 localhost:40123 127.0.0.1:8080,[::1]:8080  -"
+            ),
+            "{table}"
+        );
+        assert!(
+            lines[2].starts_with("b         backoff  -       0           0/1 active, 0 conn  -"),
             "{table}"
         );
         assert!(

@@ -1,10 +1,13 @@
-//! Watching the configuration file for `watch = true`.
+//! Watching the configuration for `watch = true`: the main file and the folders of its
+//! `include` patterns.
 //!
 //! The file's directory is watched rather than the file: editors save by writing a
 //! temporary file and renaming it over the name, and Kubernetes ConfigMaps and ansible
-//! swap symlinks, both of which replace the inode a file watch would be attached to.
+//! swap symlinks, both of which replace the inode a file watch would be attached to. In
+//! an include folder, any file the pattern matches that is added, changed, removed or
+//! renamed in or out counts.
 
-use std::ffi::OsString;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,38 +39,109 @@ impl Drop for ConfigWatcher {
     }
 }
 
-/// Watches `path` (the config file) and sends `()` on the returned channel when it may
+/// What to watch: a folder, and the names in it that matter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The folder (watched non-recursively).
+    pub dir: PathBuf,
+    /// A file name, or an include pattern's (`*.toml`).
+    pub name: String,
+    /// The main file: Kubernetes' `..data` swap counts too.
+    pub main: bool,
+    /// `dir` with symbolic links resolved, as events may name it.
+    canonical: Option<PathBuf>,
+}
+
+impl Target {
+    /// The main configuration file.
+    pub fn main_file(path: &Path) -> anyhow::Result<Target> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{}: not a file name", path.display()))?
+            .to_owned();
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Ok(Target {
+            canonical: std::fs::canonicalize(&dir).ok(),
+            dir,
+            name,
+            main: true,
+        })
+    }
+
+    /// Whether a change to `name` in this folder may change the configuration.
+    fn matches(&self, name: &OsStr) -> bool {
+        let Some(name) = name.to_str() else {
+            return false;
+        };
+        if self.main {
+            name == self.name || name == K8S_DATA
+        } else {
+            tunneld_config::include::file_name_matches(&self.name, name)
+        }
+    }
+}
+
+/// The targets of a configuration: its main file, then each include pattern's folder.
+///
+/// # Errors
+/// The main file's path has no file name.
+pub fn targets(config: &tunneld_config::Config) -> anyhow::Result<Vec<Target>> {
+    let mut out = vec![Target::main_file(&config.path)?];
+    for pattern in &config.daemon.include {
+        if let Some((dir, name)) = tunneld_config::include::split_pattern(pattern) {
+            out.push(Target {
+                canonical: std::fs::canonicalize(&dir).ok(),
+                dir,
+                name,
+                main: false,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Watches `path` (the config file) alone; see [`watch_targets`].
+///
+/// # Errors
+/// As [`watch_targets`].
+#[cfg(test)]
+pub fn watch_config(
+    path: &Path,
+    debounce: Duration,
+) -> anyhow::Result<(ConfigWatcher, mpsc::Receiver<()>)> {
+    watch_targets(&[Target::main_file(path)?], debounce)
+}
+
+/// Watches `targets` and sends `()` on the returned channel when the configuration may
 /// have changed, debounced: a burst of events less than `debounce` apart yields one
 /// notification once the burst settles.
 ///
-/// Watches the file's directory (non-recursively) and keeps the events naming the file
-/// or Kubernetes' `..data`, so rename-over saves and symlink swaps count. Reads of the
-/// file (the daemon's own reload) do not.
+/// Watches each folder (non-recursively) and keeps the events naming a file its target
+/// matches, or Kubernetes' `..data` for the main file, so rename-over saves and symlink
+/// swaps count. Reads of the files (the daemon's own reload) do not. An include folder
+/// that cannot be watched (it does not exist yet) is logged and skipped.
 ///
 /// Must be called within a tokio runtime: the debouncing runs as a task on it, and ends
 /// when the receiver or the [`ConfigWatcher`] is dropped.
 ///
 /// # Errors
-/// When the directory cannot be watched (missing, unreadable, out of inotify watches).
-pub fn watch_config(
-    path: &Path,
+/// When the main file's folder cannot be watched (missing, unreadable, out of inotify
+/// watches).
+pub fn watch_targets(
+    targets: &[Target],
     debounce: Duration,
 ) -> anyhow::Result<(ConfigWatcher, mpsc::Receiver<()>)> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{}: not a file name", path.display()))?
-        .to_os_string();
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-
     // Raw events from notify's thread; a full channel already holds a wake-up, so
     // dropping more loses nothing.
     let (raw_tx, raw_rx) = mpsc::channel::<()>(16);
+    let wanted = targets.to_vec();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<Event>| match event {
-            Ok(event) if relevant(&event, &name) => {
+            Ok(event) if relevant(&event, &wanted) => {
                 debug!(?event, "config file event");
                 let _ = raw_tx.try_send(());
             }
@@ -75,9 +149,20 @@ pub fn watch_config(
             Err(e) => warn!(error = %e, "watching the config file"),
         })
         .context("cannot start watching files")?;
-    watcher
-        .watch(&dir, RecursiveMode::NonRecursive)
-        .with_context(|| format!("cannot watch {}", dir.display()))?;
+    let mut watched: Vec<&Path> = Vec::new();
+    for target in targets {
+        if watched.contains(&target.dir.as_path()) {
+            continue;
+        }
+        match watcher.watch(&target.dir, RecursiveMode::NonRecursive) {
+            Ok(()) => watched.push(&target.dir),
+            Err(e) if target.main => {
+                return Err(e).with_context(|| format!("cannot watch {}", target.dir.display()));
+            }
+            Err(e) => warn!(folder = %target.dir.display(), error = %e,
+                            "cannot watch an include folder; files added there are read at the next reload"),
+        }
+    }
 
     let (tx, rx) = mpsc::channel(1);
     let task = tokio::spawn(debounce_events(raw_rx, tx, debounce));
@@ -90,10 +175,10 @@ pub fn watch_config(
     ))
 }
 
-/// True for an event that may have changed the file named `name`: anything touching the
-/// name or `..data` other than opening or reading it. A rescan notice (events were lost)
-/// counts too.
-fn relevant(event: &Event, name: &OsString) -> bool {
+/// True for an event that may have changed a target: anything touching a name a target
+/// of its folder matches, other than opening or reading it. A rescan notice (events were
+/// lost) counts too.
+fn relevant(event: &Event, targets: &[Target]) -> bool {
     if event.need_rescan() {
         return true;
     }
@@ -102,11 +187,15 @@ fn relevant(event: &Event, name: &OsString) -> bool {
     {
         return false;
     }
-    event
-        .paths
-        .iter()
-        .filter_map(|p| p.file_name())
-        .any(|n| n == name.as_os_str() || n == K8S_DATA)
+    event.paths.iter().any(|p| {
+        let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+            return false;
+        };
+        targets.iter().any(|t| {
+            let here = t.dir.as_path() == dir || t.canonical.as_deref() == Some(dir);
+            here && t.matches(name)
+        })
+    })
 }
 
 /// Forwards one `()` per burst of raw events, once `debounce` has passed without one
@@ -256,6 +345,49 @@ mod tests {
         fs::write(dir.path().join("tunneld.toml.bak"), "# backup\n").unwrap();
         assert_eq!(fs::read_to_string(&config).unwrap(), "# one\n");
         expect_none(&mut rx).await;
+    }
+
+    #[tokio::test]
+    async fn include_folders_count_their_matching_files() {
+        let (dir, config) = setup();
+        let drop_in = dir.path().join("tunnels.d");
+        fs::create_dir(&drop_in).unwrap();
+        let targets = [
+            Target::main_file(&config).unwrap(),
+            Target {
+                dir: drop_in.clone(),
+                name: "*.toml".into(),
+                main: false,
+                canonical: None,
+            },
+            // A folder that does not exist is skipped, not an error.
+            Target {
+                dir: dir.path().join("missing.d"),
+                name: "*.toml".into(),
+                main: false,
+                canonical: None,
+            },
+        ];
+        let (_watcher, mut rx) = watch_targets(&targets, DEBOUNCE).unwrap();
+        // Not matched: other names, a swap file, a file of the main folder.
+        fs::write(drop_in.join("notes.txt"), "x").unwrap();
+        fs::write(drop_in.join(".a.toml.swp"), "x").unwrap();
+        fs::write(dir.path().join("b.toml"), "x").unwrap();
+        expect_none(&mut rx).await;
+        // Added, changed, renamed in, removed.
+        fs::write(drop_in.join("a.toml"), "# a\n").unwrap();
+        expect_one(&mut rx).await;
+        fs::write(drop_in.join("a.toml"), "# a, changed\n").unwrap();
+        expect_one(&mut rx).await;
+        let tmp = dir.path().join("staged");
+        fs::write(&tmp, "# c\n").unwrap();
+        fs::rename(&tmp, drop_in.join("c.toml")).unwrap();
+        expect_one(&mut rx).await;
+        fs::remove_file(drop_in.join("a.toml")).unwrap();
+        expect_one(&mut rx).await;
+        // The main file still counts.
+        fs::write(&config, "# two\n").unwrap();
+        expect_one(&mut rx).await;
     }
 
     #[tokio::test]

@@ -211,10 +211,19 @@ fn every_example_in_config_passes_check() {
                 String::from_utf8_lossy(&out.stderr)
             );
             checked += 1;
+            // The fleet example reads its drop-in folder.
+            if path.ends_with("fleet.toml") {
+                let drop_in = dir.join("tunnels.d/box-ssh.toml");
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                assert!(
+                    stdout.contains(&format!("{}: ok, 1 tunnel", drop_in.display())),
+                    "{stdout}"
+                );
+            }
         }
     }
     // A test that finds nothing must fail: keep this count in step with config/.
-    assert_eq!(checked, 4, "examples found in {}", dir.display());
+    assert_eq!(checked, 5, "examples found in {}", dir.display());
 }
 
 /// `localhost` is two addresses; when one is taken the forward serves on the other and
@@ -351,6 +360,10 @@ async fn metrics_and_ready_follow_the_tunnel() {
         0.0
     );
     assert_eq!(before[&format!("tunneld_forward_active{{{labels}}}")], 1.0);
+    assert_eq!(
+        before[&format!("tunneld_forward_listen_info{{{labels},listen=\"127.0.0.1:{port}\"}}")],
+        1.0
+    );
 
     let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     echo_roundtrip(stream, b"counted by the metrics")

@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 use std::time::Instant;
 
+use serde_json::Value;
 use tokio::sync::watch;
 use tunneld_config::Config;
 use tunneld_core::{Daemon, TunnelState, TunnelStatus};
@@ -82,22 +83,22 @@ pub async fn wait_status(
     got.unwrap_or_else(|| panic!("{what}: never happened; last status: {:#?}", *rx.borrow()))
 }
 
-/// Where a forward reports it is bound, as text.
-fn bound<'a>(status: &'a TunnelStatus, spec: &str) -> &'a str {
+/// Where a forward reports it is bound (its status's `listen`).
+fn bound<'a>(status: &'a TunnelStatus, spec: &str) -> &'a [String] {
     status
         .forward(spec)
         .unwrap_or_else(|| panic!("no forward {spec}"))
-        .bound
+        .listen
         .as_deref()
         .unwrap_or_else(|| panic!("forward {spec} not bound"))
 }
 
-/// The first socket address a forward reports it is bound to (`"127.0.0.1:4000, [::1]:4000"`).
+/// The first socket address a forward reports it is bound to (`127.0.0.1:4000` of
+/// `["127.0.0.1:4000", "[::1]:4000"]`).
 pub fn bound_addr(status: &TunnelStatus, spec: &str) -> SocketAddr {
     let bound = bound(status, spec);
     bound
-        .split(", ")
-        .next()
+        .first()
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("cannot read bound address {bound:?}"))
 }
@@ -106,8 +107,8 @@ pub fn bound_addr(status: &TunnelStatus, spec: &str) -> SocketAddr {
 pub fn remote_port(status: &TunnelStatus, spec: &str) -> u16 {
     let bound = bound(status, spec);
     bound
-        .rsplit(':')
-        .next()
+        .first()
+        .and_then(|a| a.rsplit(':').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("cannot read port of {bound:?}"))
 }
@@ -273,4 +274,120 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A daemon binary running on a config file in a temp folder.
+pub struct Service {
+    pub dir: tempfile::TempDir,
+    pub run: Running,
+}
+
+impl Service {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("tunneld.toml")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("tunneld.sock")
+    }
+
+    pub fn write(&self, text: &str) {
+        std::fs::write(
+            self.config_path(),
+            daemon_table(self.dir.path(), false) + text,
+        )
+        .unwrap();
+    }
+
+    pub fn start(tunnels: &str, watch: bool, env: &[(&str, &str)]) -> Service {
+        Self::start_in(tempfile::tempdir().unwrap(), "", tunnels, watch, env)
+    }
+
+    /// Starts on `dir`'s `tunneld.toml`: the `[daemon]` table with `daemon_extra` lines,
+    /// then `tunnels`.
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        daemon_extra: &str,
+        tunnels: &str,
+        watch: bool,
+        env: &[(&str, &str)],
+    ) -> Service {
+        let path = dir.path().join("tunneld.toml");
+        let text = format!(
+            "{}{daemon_extra}\n{tunnels}",
+            daemon_table(dir.path(), watch)
+        );
+        std::fs::write(&path, text).unwrap();
+        let mut run = Running::start(&path, env);
+        run.wait_line("tunneld started");
+        Service { dir, run }
+    }
+
+    pub fn tunneld(&self, args: &[&str]) -> std::process::Output {
+        Command::new(tunneld_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket())
+            .output()
+            .unwrap()
+    }
+
+    pub fn status(&self) -> Value {
+        let out = self.tunneld(&["status", "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Polls `tunneld status --json` until `pred` holds.
+    pub async fn wait_status(&self, what: &str, mut pred: impl FnMut(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + UP_TIMEOUT;
+        loop {
+            let s = self.status();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: never happened; last status {s:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn reload(&self) -> std::process::Output {
+        self.tunneld(&["reload"])
+    }
+}
+
+pub fn daemon_table(dir: &Path, watch: bool) -> String {
+    format!(
+        "[daemon]\nsocket = \"{}\"\nwatch = {watch}\n",
+        dir.join("tunneld.sock").display()
+    )
+}
+
+pub fn tunnel<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["tunnels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no tunnel {name} in {status:#}"))
+}
+
+pub fn names(status: &Value) -> Vec<String> {
+    status["tunnels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+pub fn all_up(status: &Value) -> bool {
+    status["tunnels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["state"] == "up")
 }

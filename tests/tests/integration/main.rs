@@ -13,6 +13,7 @@
 //! - `limits`: per-forward connection limit, idle SOCKS clients, running out of descriptors.
 //! - `proxies`: the first hop through tinyproxy, microsocks and proxy commands (nc, socat).
 //! - `ops`: control socket, status, reload by difference, file watch, systemd notify.
+//! - `fleet`: include folders, host key rotation, port 0 in status, the state-change hook.
 //! - `cross`: the ARM builds under qemu-user: --version, check, -L/-R/-D round trips.
 //! - `cli`: `tunneld check` and `tunneld run` as a process (exit codes, SIGTERM).
 //! - `import`: `tunneld import` of ssh/autossh command lines and ssh_config files, each
@@ -20,6 +21,7 @@
 
 mod cli;
 mod cross;
+mod fleet;
 mod forwards;
 mod harness;
 mod import;

@@ -4,7 +4,6 @@
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -14,107 +13,6 @@ use tunneld_tests::net::{echo_roundtrip, free_port};
 use tunneld_tests::{EchoServer, Sshd};
 
 use crate::harness::*;
-
-/// A daemon binary running on a config file in a temp folder.
-struct Service {
-    dir: tempfile::TempDir,
-    run: Running,
-}
-
-impl Service {
-    fn config_path(&self) -> PathBuf {
-        self.dir.path().join("tunneld.toml")
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("tunneld.sock")
-    }
-
-    fn write(&self, text: &str) {
-        std::fs::write(
-            self.config_path(),
-            daemon_table(self.dir.path(), false) + text,
-        )
-        .unwrap();
-    }
-
-    fn start(tunnels: &str, watch: bool, env: &[(&str, &str)]) -> Service {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tunneld.toml");
-        std::fs::write(&path, daemon_table(dir.path(), watch) + tunnels).unwrap();
-        let mut run = Running::start(&path, env);
-        run.wait_line("tunneld started");
-        Service { dir, run }
-    }
-
-    fn tunneld(&self, args: &[&str]) -> std::process::Output {
-        Command::new(tunneld_bin())
-            .args(args)
-            .arg("--socket")
-            .arg(self.socket())
-            .output()
-            .unwrap()
-    }
-
-    fn status(&self) -> Value {
-        let out = self.tunneld(&["status", "--json"]);
-        assert!(out.status.success(), "{out:?}");
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// Polls `tunneld status --json` until `pred` holds.
-    async fn wait_status(&self, what: &str, mut pred: impl FnMut(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + UP_TIMEOUT;
-        loop {
-            let s = self.status();
-            if pred(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: never happened; last status {s:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn reload(&self) -> std::process::Output {
-        self.tunneld(&["reload"])
-    }
-}
-
-fn daemon_table(dir: &Path, watch: bool) -> String {
-    format!(
-        "[daemon]\nsocket = \"{}\"\nwatch = {watch}\n",
-        dir.join("tunneld.sock").display()
-    )
-}
-
-fn tunnel<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["tunnels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == name)
-        .unwrap_or_else(|| panic!("no tunnel {name} in {status:#}"))
-}
-
-fn names(status: &Value) -> Vec<String> {
-    status["tunnels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn all_up(status: &Value) -> bool {
-    status["tunnels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|t| t["state"] == "up")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_removes_and_restarts_while_unchanged_tunnels_carry_on() {
@@ -427,11 +325,14 @@ async fn status_json_matches_the_schema_for_up_degraded_and_backoff() {
                     "connections",
                     "error",
                     "kind",
+                    "listen",
                     "spec",
                     "state"
                 ]
             );
             assert!(["local", "remote", "dynamic"].contains(&f["kind"].as_str().unwrap()));
+            // What is bound while active, null otherwise.
+            assert_eq!(f["listen"].is_array(), f["state"] == "active", "{f}");
             assert!(f["connections"].is_u64() && f["bytes_in"].is_u64() && f["bytes_out"].is_u64());
         }
     }
@@ -446,6 +347,13 @@ async fn status_json_matches_the_schema_for_up_degraded_and_backoff() {
         (Some("remote"), Some("refused"))
     );
     assert!(f["error"].as_str().unwrap().contains("refused"));
+    // A local forward on port 0 shows the port it drew, where it really listens.
+    let local = &tunnel(&s, "up")["forwards"][0];
+    let at: std::net::SocketAddr = local["listen"][0].as_str().unwrap().parse().unwrap();
+    assert!(at.ip().is_loopback() && at.port() != 0, "{local}");
+    echo_roundtrip(TcpStream::connect(at).await.unwrap(), b"through listen")
+        .await
+        .unwrap();
     assert!(
         tunnel(&s, "down")["last_error"]
             .as_str()

@@ -8,8 +8,10 @@
 //! - `basics`: channels, remote listeners, host key refusal, re-keying.
 //! - `interop`: every kex, cipher, MAC, host key and user key type against OpenSSH 9.2 and
 //!   10, Dropbear, and servers with only weak algorithms.
+//! - `rotation`: sshd's host key announcement and its proofs (`hostkeys-prove-00`).
 
 mod basics;
 mod flow;
 mod interop;
 mod kit;
+mod rotation;

@@ -5,6 +5,8 @@ use super::Key;
 use super::problems::Problems;
 
 pub(super) const TOP_KEYS: &[&str] = &["daemon", "defaults", "tunnels"];
+/// What an included file may hold.
+pub(super) const INCLUDED_TOP_KEYS: &[&str] = &["tunnels"];
 pub(super) const DAEMON_KEYS: &[&str] = &[
     "socket",
     "socket_group",
@@ -12,6 +14,7 @@ pub(super) const DAEMON_KEYS: &[&str] = &[
     "metrics",
     "log_level",
     "max_concurrent_handshakes",
+    "include",
 ];
 pub(super) const TUNNEL_KEYS: &[&str] = &[
     "host",
@@ -39,6 +42,8 @@ pub(super) const TUNNEL_KEYS: &[&str] = &[
     "proxy",
     "proxy_password_file",
     "proxy_command",
+    "update_host_keys",
+    "on_state_change",
 ];
 /// Keys that only make sense per tunnel.
 pub(super) const NOT_IN_DEFAULTS: &[&str] = &["host", "local", "remote", "dynamic"];

@@ -22,9 +22,9 @@ mod walk;
 use toml::Spanned;
 use toml::de::{DeString, DeValue};
 
-pub(crate) use problems::Problems;
+pub(crate) use problems::{Problem, Problems};
 pub(crate) use structs::{RawBackoff, RawDaemon, RawDoc, RawProxy, RawTunnel};
-pub(crate) use walk::walk;
+pub(crate) use walk::{walk, walk_included};
 
 type Item<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<DeString<'i>>;

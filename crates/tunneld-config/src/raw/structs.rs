@@ -14,7 +14,8 @@ use crate::model::StrictHostKeyChecking;
 pub(crate) struct RawDoc {
     pub daemon: RawDaemon,
     pub defaults: RawTunnel,
-    /// Tunnel names (with the span of the name) and their tables, in file order.
+    /// Tunnel names (with the span of the name) and their tables, in file order; after
+    /// the main file's, those of the included files, in the order they were read.
     pub tunnels: Vec<(Spanned<String>, RawTunnel)>,
 }
 
@@ -27,6 +28,8 @@ pub(crate) struct RawDaemon {
     pub metrics: Option<String>,
     pub log_level: Option<String>,
     pub max_concurrent_handshakes: Option<usize>,
+    /// `include` patterns, `~/` expanded, each with the span of its string.
+    pub include: Vec<Spanned<PathBuf>>,
 }
 
 /// `[defaults]` or `[tunnels.NAME]`: every key optional; forwards still strings
@@ -34,6 +37,8 @@ pub(crate) struct RawDaemon {
 /// `[defaults]`.
 #[derive(Debug, Default)]
 pub(crate) struct RawTunnel {
+    /// The file the table is in (0: the main file; see [`super::Problems`]).
+    pub file: usize,
     /// The `host` key is present (even if its value is bad).
     pub has_host: bool,
     /// Host entries with their port when one was written.
@@ -66,6 +71,9 @@ pub(crate) struct RawTunnel {
     /// `proxy` or `proxy_command` (at most one per table), with the span of its value.
     pub proxy: Option<Spanned<RawProxy>>,
     pub proxy_password_file: Option<Spanned<PathBuf>>,
+    pub update_host_keys: Option<bool>,
+    /// `on_state_change`: the program and its arguments; empty turns a default off.
+    pub on_state_change: Option<Vec<String>>,
 }
 
 /// A `proxy` or `proxy_command` value.

@@ -8,7 +8,10 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::Item;
-use super::keys::{BACKOFF_KEYS, DAEMON_KEYS, NOT_IN_DEFAULTS, TOP_KEYS, TUNNEL_KEYS, unknown_key};
+use super::keys::{
+    BACKOFF_KEYS, DAEMON_KEYS, INCLUDED_TOP_KEYS, NOT_IN_DEFAULTS, TOP_KEYS, TUNNEL_KEYS,
+    unknown_key,
+};
 use super::problems::Problems;
 use super::structs::{RawBackoff, RawDaemon, RawDoc, RawProxy, RawTunnel};
 use super::value::{
@@ -46,6 +49,35 @@ pub(crate) fn walk(root: &DeTable<'_>, env: &Env, p: &mut Problems) -> RawDoc {
     doc
 }
 
+/// Walks an included file, which may hold only `[tunnels.NAME]` tables; its problems are
+/// filed under the file [`Problems::in_file`] names.
+pub(crate) fn walk_included(
+    root: &DeTable<'_>,
+    env: &Env,
+    p: &mut Problems,
+) -> Vec<(Spanned<String>, RawTunnel)> {
+    let mut out = Vec::new();
+    for (key, item) in root.iter() {
+        match key.get_ref().as_ref() {
+            "tunnels" => {
+                let expected = "a table of [tunnels.NAME] tables";
+                if let Some(t) = table("tunnels", expected, item, p) {
+                    out.extend(tunnels(t, env, p));
+                }
+            }
+            k @ ("daemon" | "defaults") => p.push(
+                key.span(),
+                format!(
+                    "[{k}] cannot be set in an included file; an included file holds only \
+                     [tunnels.NAME] tables (move it to the main file)"
+                ),
+            ),
+            _ => unknown_key(key, "an included file", INCLUDED_TOP_KEYS, p),
+        }
+    }
+    out
+}
+
 fn tunnels(t: &DeTable<'_>, env: &Env, p: &mut Problems) -> Vec<(Spanned<String>, RawTunnel)> {
     let mut out = Vec::new();
     for (key, item) in t.iter() {
@@ -65,7 +97,8 @@ fn tunnels(t: &DeTable<'_>, env: &Env, p: &mut Problems) -> Vec<(Spanned<String>
         let place = format!("[tunnels.{name}]");
         let expected = format!("a table ({place})");
         if let Some(tt) = table(&format!("tunnels.{name}"), &expected, item, p) {
-            let raw = tunnel(tt, &place, false, env, p);
+            let mut raw = tunnel(tt, &place, false, env, p);
+            raw.file = p.current_file();
             out.push((Spanned::new(key.span(), name.to_owned()), raw));
         }
     }
@@ -113,6 +146,19 @@ fn daemon(t: &DeTable<'_>, env: &Env, p: &mut Problems) -> RawDaemon {
                             item.span(),
                             format!("max_concurrent_handshakes must be at least 1, not {n}"),
                         ),
+                    }
+                }
+            }
+            "include" => {
+                let expected = "a file pattern like \"/etc/tunneld/tunnels.d/*.toml\"";
+                for pattern in strings(k, expected, item, p).unwrap_or_default() {
+                    if pattern.get_ref().is_empty() {
+                        p.push(pattern.span(), "include: empty pattern");
+                        continue;
+                    }
+                    match env.expand_tilde(pattern.get_ref()) {
+                        Ok(path) => d.include.push(Spanned::new(pattern.span(), path)),
+                        Err(e) => p.push(pattern.span(), format!("include: {e}")),
                     }
                 }
             }
@@ -231,10 +277,89 @@ fn tunnel(
                     }
                 }
             }
+            "update_host_keys" => r.update_host_keys = yes_no(k, item, p),
+            "on_state_change" => r.on_state_change = argv(k, item, env, p),
             _ => unknown_key(key, place, TUNNEL_KEYS, p),
         }
     }
     r
+}
+
+/// `"yes"` or `"no"` (OpenSSH's words), or `true` / `false`.
+fn yes_no(key: &str, item: &Item<'_>, p: &mut Problems) -> Option<bool> {
+    match item.get_ref() {
+        DeValue::Boolean(b) => Some(*b),
+        DeValue::String(s) if s.as_ref() == "yes" => Some(true),
+        DeValue::String(s) if s.as_ref() == "no" => Some(false),
+        DeValue::String(s) if s.as_ref() == "ask" => {
+            p.push(
+                item.span(),
+                format!("{key} \"ask\" is impossible in a daemon; use \"yes\" or \"no\""),
+            );
+            None
+        }
+        DeValue::String(s) => {
+            p.push(
+                item.span(),
+                format!("{key} \"{s}\" is unknown; use \"yes\" or \"no\""),
+            );
+            None
+        }
+        v => {
+            wrong_type(key, "\"yes\" or \"no\"", v, item.span(), p);
+            None
+        }
+    }
+}
+
+/// A program and its arguments, run without a shell: an array of strings whose first is
+/// not empty (`~/` expanded in it); `[]` means none.
+fn argv(key: &str, item: &Item<'_>, env: &Env, p: &mut Problems) -> Option<Vec<String>> {
+    let expected = "an array: the program and its arguments, run without a shell, \
+                    e.g. [\"/usr/local/bin/tunnel-alert\", \"--quiet\"] ([] for none)";
+    let DeValue::Array(a) = item.get_ref() else {
+        wrong_type(key, expected, item.get_ref(), item.span(), p);
+        return None;
+    };
+    let mut out = Vec::new();
+    for (i, e) in a.iter().enumerate() {
+        let DeValue::String(s) = e.get_ref() else {
+            wrong_type(
+                &format!("entries of {key}"),
+                "strings",
+                e.get_ref(),
+                e.span(),
+                p,
+            );
+            return None;
+        };
+        if s.contains('\0') {
+            p.push(
+                e.span(),
+                format!("{key}: an argument cannot hold a NUL character"),
+            );
+            return None;
+        }
+        if i > 0 {
+            out.push(s.to_string());
+            continue;
+        }
+        if s.trim().is_empty() {
+            p.push(
+                e.span(),
+                format!("{key}: the program is empty; write {expected}"),
+            );
+            return None;
+        }
+        match env.expand_tilde(s) {
+            Ok(program) => out.push(program.to_string_lossy().into_owned()),
+            Err(e2) => {
+                p.push(e.span(), format!("{key}: {e2}"));
+                return None;
+            }
+        }
+    }
+    Some(out)
 }
 
 fn proxy(key: &str, item: &Item<'_>, p: &mut Problems) -> Option<RawProxy> {

@@ -8,9 +8,13 @@
 //! - `same_connection`: which changes a reload may apply without reconnecting.
 //! - `loading`: reading the file, and the default path.
 //! - `proxies`: `proxy`, `proxy_command`, `proxy = "env"` and their errors.
+//! - `includes`: `[daemon] include`: included files, their errors, duplicate names.
+//! - `fleet_keys`: `update_host_keys` and `on_state_change`.
 
 mod environment;
 mod errors;
+mod fleet_keys;
+mod includes;
 mod loading;
 mod proxies;
 mod resolved;

@@ -22,6 +22,7 @@ fn spec_example_parses() {
             metrics: Some("127.0.0.1:9337".into()),
             log_level: "info".into(),
             max_concurrent_handshakes: 8,
+            include: vec![],
         }
     );
     assert_eq!(c.tunnels.len(), 2);
@@ -70,6 +71,7 @@ fn built_in_defaults() {
             metrics: None,
             log_level: "info".into(),
             max_concurrent_handshakes: 8,
+            include: vec![],
         }
     );
     let t = &c.tunnels["t"];
@@ -108,6 +110,8 @@ fn built_in_defaults() {
         remote: vec![],
         dynamic: vec![forward::parse_dynamic("1080", false).unwrap()],
         proxy_jump: vec![],
+        update_host_keys: true,
+        on_state_change: vec![],
     };
     assert_eq!(*t, want);
 }

@@ -17,9 +17,12 @@ fn same_connection_ignores_only_forward_lists() {
         .clone();
     assert_ne!(base, forwards_changed);
     assert!(base.same_connection(&forwards_changed));
+    let mut hook_changed = base.clone();
+    hook_changed.on_state_change = vec!["/bin/true".into()];
+    assert!(base.same_connection(&hook_changed));
     assert!(base.same_connection(&base));
 
-    let variations: [fn(&mut TunnelConfig); 17] = [
+    let variations: [fn(&mut TunnelConfig); 18] = [
         |t| t.name.push('x'),
         |t| t.hosts[0].port = 23,
         |t| t.user.push('x'),
@@ -36,6 +39,7 @@ fn same_connection_ignores_only_forward_lists() {
         |t| t.connect_timeout = Duration::from_secs(1),
         |t| t.backoff.jitter = 0.5,
         |t| t.stable_after = Duration::ZERO,
+        |t| t.update_host_keys = false,
         |t| {
             t.proxy_jump.push(JumpHost {
                 user: None,

@@ -46,16 +46,15 @@ impl Listener {
         }
     }
 
-    /// Where it listens, for status and logs.
-    pub(crate) fn describe(&self) -> String {
+    /// Where it listens, one entry per socket, for status and logs.
+    pub(crate) fn addresses(&self) -> Vec<String> {
         match self {
             Listener::Tcp(ls) => ls
                 .iter()
                 .filter_map(|l| l.local_addr().ok())
                 .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            Listener::Unix { path, .. } => path.display().to_string(),
+                .collect(),
+            Listener::Unix { path, .. } => vec![path.display().to_string()],
         }
     }
 

@@ -54,10 +54,7 @@ pub(crate) async fn request(
                             u32::from(*port)
                         };
                         routes(session).tcp.insert((bind.clone(), actual), route);
-                        Ok(format!(
-                            "{}:{actual}",
-                            if bind.is_empty() { "*" } else { bind }
-                        ))
+                        Ok(listen_address(bind, actual))
                     }
                     Err(e) => {
                         routes(session)
@@ -85,6 +82,17 @@ pub(crate) async fn request(
             "the server did not answer the request within {:?}",
             super::CHANNEL_OPEN_TIMEOUT
         )))),
+    }
+}
+
+/// What the server bound, as `tunneld status` shows it: the address as asked (`*` for
+/// every address, brackets around IPv6) and the port bound (the one the server chose
+/// when 0 was asked).
+fn listen_address(bind: &str, port: u32) -> String {
+    match bind {
+        "" => format!("*:{port}"),
+        b if b.contains(':') => format!("[{b}]:{port}"),
+        b => format!("{b}:{port}"),
     }
 }
 
@@ -205,5 +213,16 @@ async fn reverse_socks(
                   "reverse SOCKS: cannot reach the target");
             let _ = socks::reply_failure(&mut stream, request.version).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listen_addresses_read_as_host_port() {
+        assert_eq!(super::listen_address("localhost", 2222), "localhost:2222");
+        assert_eq!(super::listen_address("", 40123), "*:40123");
+        assert_eq!(super::listen_address("::1", 2222), "[::1]:2222");
+        assert_eq!(super::listen_address("10.0.0.1", 80), "10.0.0.1:80");
     }
 }

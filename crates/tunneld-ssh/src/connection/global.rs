@@ -1,11 +1,11 @@
 //! Global requests (RFC 4254 §4): ours and their replies, which come in the order the
 //! requests went out, and the server's, which we refuse after noting a
-//! `hostkeys-00@openssh.com` announcement.
+//! `hostkeys-00@openssh.com` announcement (published for [`crate::Session`]).
 
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
-use tracing::trace;
+use tracing::{debug, trace};
 
 use super::{Connection, Handled};
 use crate::msg;
@@ -59,7 +59,17 @@ impl Connection {
                 }
                 keys.push(r.string()?.to_vec());
             }
-            self.announced_host_keys = Some(keys);
+            // OpenSSH's server sends one, right after authentication; a later one is not
+            // acted upon.
+            let first = self.announced_host_keys.send_if_modified(|announced| {
+                announced
+                    .is_none()
+                    .then(|| *announced = Some(keys))
+                    .is_some()
+            });
+            if !first {
+                debug!("a second host key announcement; ignored");
+            }
         }
         if want_reply {
             self.outbox.push(vec![msg::REQUEST_FAILURE]);

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, trace};
 
 use crate::channel::{Channel, ChannelShared, Phase, SessionShared};
@@ -135,8 +135,8 @@ pub(crate) struct Connection {
     outbox: Vec<Vec<u8>>,
     /// Channels with data waiting for room in the output or a key exchange to end.
     sendable: VecDeque<u32>,
-    /// Keys of the last hostkeys-00@openssh.com announcement.
-    pub(crate) announced_host_keys: Option<Vec<Vec<u8>>>,
+    /// The key blobs of the server's hostkeys-00@openssh.com announcement, once it came.
+    pub(crate) announced_host_keys: watch::Sender<Option<Vec<Vec<u8>>>>,
     /// Server-opened channels of kinds we never asked for, refused so far.
     pub(crate) unrequested: u64,
     /// Channel buffers were filled since the last [`Connection::release_buffers`].
@@ -159,7 +159,7 @@ impl Connection {
             incoming,
             outbox: Vec::new(),
             sendable: VecDeque::new(),
-            announced_host_keys: None,
+            announced_host_keys: watch::Sender::new(None),
             unrequested: 0,
             buffers_used: false,
         }

@@ -34,6 +34,8 @@ pub(crate) struct Draft {
     /// Already in tunneld's words: `yes`, `accept-new` or `no`; or `ask`, which is noted
     /// and not written.
     pub strict_host_key_checking: Option<&'static str>,
+    /// `yes` or `no` (`ask` imports as `no`).
+    pub update_host_keys: Option<&'static str>,
     /// Seconds; 0 is ssh's "no heartbeats", which tunneld does not have.
     pub server_alive_interval: Option<u64>,
     pub server_alive_count_max: Option<u32>,
@@ -164,6 +166,9 @@ impl Draft {
         // "ask" stays in the draft only so that later values lose to it, as in ssh.
         if let Some(strict) = self.strict_host_key_checking.filter(|s| *s != "ask") {
             keys.push(("strict_host_key_checking", quote(strict)));
+        }
+        if let Some(update) = self.update_host_keys {
+            keys.push(("update_host_keys", quote(update)));
         }
         if let Some(jump) = &self.proxy_jump {
             keys.push(("proxy_jump", quote(jump)));

@@ -93,7 +93,6 @@ const NOT_IMPORTED: &[(&[&str], &str)] = &[
         &[
             "checkhostip",
             "hashknownhosts",
-            "updatehostkeys",
             "verifyhostkeydns",
             "visualhostkey",
             "fingerprinthash",
@@ -283,6 +282,7 @@ pub(crate) fn apply(
         "userknownhostsfile" => first(&mut d.user_known_hosts, sourced(args, origin)),
         "globalknownhostsfile" => first(&mut d.global_known_hosts, sourced(args, origin)),
         "stricthostkeychecking" => strict(d, keyword, args, origin)?,
+        "updatehostkeys" => update_host_keys(d, keyword, args, origin)?,
         "serveraliveinterval" => {
             first(&mut d.server_alive_interval, convtime(one(keyword, args)?)?);
         }
@@ -345,6 +345,33 @@ pub(crate) fn apply(
             d.skip(origin, why);
         }
     }
+    Ok(())
+}
+
+/// `UpdateHostKeys`: `yes` or `no`; `ask` needs a person, so it imports as `no` (what
+/// ssh does with `ask` when it cannot ask), noted.
+fn update_host_keys(
+    d: &mut Draft,
+    keyword: &str,
+    args: &[String],
+    origin: &str,
+) -> Result<(), String> {
+    let v = one(keyword, args)?;
+    let value = match v.to_ascii_lowercase().as_str() {
+        "yes" | "true" => "yes",
+        "no" | "false" => "no",
+        "ask" => {
+            if d.update_host_keys.is_none() {
+                d.skip(
+                    origin,
+                    "a daemon cannot ask; imported as update_host_keys = \"no\" (\"yes\" learns the keys the server proves without asking)",
+                );
+            }
+            "no"
+        }
+        _ => return Err(format!("{keyword} must be yes, no or ask, not \"{v}\"")),
+    };
+    first(&mut d.update_host_keys, value);
     Ok(())
 }
 

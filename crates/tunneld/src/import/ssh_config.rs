@@ -135,26 +135,7 @@ fn argv_split(s: &str) -> Result<Vec<String>, String> {
 /// ssh's `match_pattern`: `*` any run, `?` any one character; compared without case, as
 /// ssh lower-cases the host name it matches.
 fn wildcard(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.to_lowercase().chars().collect();
-    let t: Vec<char> = text.to_lowercase().chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
+    tunneld_config::wildcard::matches_str(&pattern.to_lowercase(), &text.to_lowercase())
 }
 
 /// Whether a `Host` line applies to `host`: some pattern matches and no negated one does.

@@ -124,6 +124,26 @@ const COMMAND_LINES: &[Case] = &[
         notes: &[],
     },
     Case {
+        line: "ssh -o UpdateHostKeys=no -o UpdateHostKeys=yes -N -R 0:localhost:22 h",
+        keys: &[
+            "[tunnels.h]",
+            "host = \"h\"",
+            "update_host_keys = \"no\"",
+            "remote = [\"0:localhost:22\"]",
+        ],
+        notes: &["-N:"],
+    },
+    Case {
+        line: "ssh -o UpdateHostKeys=ask -N -R 0:localhost:22 h",
+        keys: &[
+            "[tunnels.h]",
+            "host = \"h\"",
+            "update_host_keys = \"no\"",
+            "remote = [\"0:localhost:22\"]",
+        ],
+        notes: &["-o UpdateHostKeys=ask: a daemon cannot ask", "-N:"],
+    },
+    Case {
         line: "ssh -N -L /tmp/docker.sock:/var/run/docker.sock -R /run/user/1000/S.gpg-agent:/home/me/.gnupg/S.gpg-agent.extra -o StreamLocalBindUnlink=yes me@dev.example.com",
         keys: &[
             "[tunnels.\"dev.example.com\"]",
