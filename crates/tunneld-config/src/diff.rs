@@ -31,7 +31,7 @@ pub struct Diff {
 
 /// Changes of one tunnel whose session is kept: its forwards (added ones in new-file
 /// order, removed ones in old-file order) and its `on_state_change` hook.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ForwardChanges {
     /// The tunnel.
     pub name: String,
@@ -193,7 +193,10 @@ fn optional(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("none")
 }
 
-fn forward_changes(old: &TunnelConfig, new: &TunnelConfig) -> ForwardChanges {
+/// What changes in one tunnel's forwards between `old` and `new` (and whether its hook
+/// does): what [`diff`] reports for a tunnel whose session is kept, and what the tunnel
+/// applies, so the summary and the running forwards never disagree.
+pub fn forward_changes(old: &TunnelConfig, new: &TunnelConfig) -> ForwardChanges {
     ForwardChanges {
         name: new.name.clone(),
         local_added: missing_from(&new.local, &old.local),

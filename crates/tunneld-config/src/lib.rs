@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-pub use diff::{Diff, ForwardChanges, diff};
+pub use diff::{Diff, ForwardChanges, diff, forward_changes};
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use forward::{

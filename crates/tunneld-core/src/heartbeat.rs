@@ -22,7 +22,7 @@ pub(crate) trait Probe: Send + Sync {
     fn last_heard(&self) -> Instant;
 }
 
-/// Why [`watch`] returned.
+/// Why [`monitor`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// No answer to any probe for `interval × count`.
@@ -39,7 +39,7 @@ pub(crate) enum Verdict {
 /// # Cancellation
 /// Drop the future to stop probing; nothing is left running.
 /// Each answered probe's round trip is stored in `rtt_us` (microseconds).
-pub(crate) async fn watch<P: Probe>(
+pub(crate) async fn monitor<P: Probe>(
     peer: &P,
     interval: Duration,
     count: u32,
@@ -140,7 +140,7 @@ mod tests {
         let peer = FakePeer::new(Duration::from_millis(50));
         peer.silent.store(true, Ordering::SeqCst);
         let start = Instant::now();
-        let verdict = watch(&peer, INTERVAL, 2, "t", &AtomicU64::new(0)).await;
+        let verdict = monitor(&peer, INTERVAL, 2, "t", &AtomicU64::new(0)).await;
         assert!(matches!(verdict, Verdict::Silent { .. }), "{verdict:?}");
         assert_eq!(start.elapsed(), INTERVAL * 2);
         // One probe pending is enough: no pile-up behind an unanswered one.
@@ -153,7 +153,7 @@ mod tests {
         let p = std::sync::Arc::clone(&peer);
         let rtt = std::sync::Arc::new(AtomicU64::new(0));
         let r = std::sync::Arc::clone(&rtt);
-        let watcher = tokio::spawn(async move { watch(&*p, INTERVAL, 3, "t", &r).await });
+        let watcher = tokio::spawn(async move { monitor(&*p, INTERVAL, 3, "t", &r).await });
         // Healthy for a while: probes at 2, 4, 6 s answered 100 ms later.
         tokio::time::sleep(Duration::from_millis(6_500)).await;
         assert!(!watcher.is_finished());
@@ -173,7 +173,7 @@ mod tests {
         let peer = FakePeer::new(Duration::from_millis(1_900));
         let r = tokio::time::timeout(
             Duration::from_secs(600),
-            watch(&peer, INTERVAL, 2, "t", &AtomicU64::new(0)),
+            monitor(&peer, INTERVAL, 2, "t", &AtomicU64::new(0)),
         )
         .await;
         assert!(r.is_err(), "declared dead: {r:?}");
@@ -188,7 +188,7 @@ mod tests {
         peer.silent.store(true, Ordering::SeqCst);
         let p = std::sync::Arc::clone(&peer);
         let watcher =
-            tokio::spawn(async move { watch(&*p, INTERVAL, 2, "t", &AtomicU64::new(0)).await });
+            tokio::spawn(async move { monitor(&*p, INTERVAL, 2, "t", &AtomicU64::new(0)).await });
         for _ in 0..600 {
             *peer.heard.lock().unwrap() = Some(Instant::now());
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -209,7 +209,7 @@ mod tests {
         peer.closed.store(true, Ordering::SeqCst);
         let start = Instant::now();
         assert_eq!(
-            watch(&peer, INTERVAL, 3, "t", &AtomicU64::new(0)).await,
+            monitor(&peer, INTERVAL, 3, "t", &AtomicU64::new(0)).await,
             Verdict::Closed
         );
         assert_eq!(start.elapsed(), INTERVAL);

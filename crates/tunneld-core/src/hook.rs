@@ -75,7 +75,7 @@ impl Change {
 /// Delivers the state changes of one run of a tunnel to its hook (read from `desired` at
 /// each change, so a reload may set, change or remove it). Ends once the tunnel's status
 /// channel is closed and its last change delivered.
-pub(crate) async fn watch(
+pub(crate) async fn follow(
     mut status: watch::Receiver<TunnelStatus>,
     desired: watch::Receiver<Arc<TunnelConfig>>,
     lock: RunLock,

@@ -275,7 +275,7 @@ pub(crate) struct Trusted {
 
 /// Waits for the session's announcement, then learns and forgets keys as the module
 /// says; every outcome is logged. Ends with the session.
-pub(crate) async fn watch(mut announcement: Announcement, trusted: Trusted) {
+pub(crate) async fn follow(mut announcement: Announcement, trusted: Trusted) {
     let Some(blobs) = announcement.recv().await else {
         return;
     };

@@ -100,12 +100,19 @@ impl Daemon {
             hook_locks: BTreeMap::new(),
         };
         for cfg in config.tunnels.values() {
-            daemon.start_tunnel(cfg);
+            daemon.start_tunnel(cfg, None);
         }
         daemon
     }
 
-    fn start_tunnel(&mut self, cfg: &TunnelConfig) {
+    /// Starts `cfg`'s supervisor; with `predecessor` (the status of the run it replaces),
+    /// only once that one has stopped and let go of its listeners (bounded by
+    /// [`STOP_TIMEOUT`]).
+    fn start_tunnel(
+        &mut self,
+        cfg: &TunnelConfig,
+        predecessor: Option<watch::Receiver<TunnelStatus>>,
+    ) {
         let (tx, rx) = watch::channel(tunnel::initial_status(cfg));
         let (desired, desired_rx) = watch::channel(Arc::new(cfg.clone()));
         let cancel = self.cancel.child_token();
@@ -115,14 +122,25 @@ impl Daemon {
         let lock = Arc::clone(self.hook_locks.entry(cfg.name.clone()).or_default());
         // Not tracked: a hook never holds up a stop; one still running when the runtime
         // ends is killed with it.
-        tokio::spawn(hook::watch(rx.clone(), desired_rx.clone(), lock));
-        self.tracker.spawn(guard(
+        tokio::spawn(hook::follow(rx.clone(), desired_rx.clone(), lock));
+        let run = restart_on_panic(
             desired_rx,
             tx,
             cancel.clone(),
             Arc::clone(&self.handshakes),
             self.net.clone(),
-        ));
+        );
+        let stop = cancel.clone();
+        self.tracker.spawn(async move {
+            if let Some(mut before) = predecessor {
+                let stopped = before.wait_for(|s| s.state == TunnelState::Stopped);
+                let waited = tokio::time::timeout(STOP_TIMEOUT, stopped);
+                if stop.run_until_cancelled(waited).await.is_none() {
+                    return;
+                }
+            }
+            run.await;
+        });
         self.tunnels.insert(
             cfg.name.clone(),
             TunnelHandle {
@@ -133,13 +151,12 @@ impl Daemon {
         );
     }
 
-    /// Stops one tunnel and waits (bounded) until it has let go of its listeners.
-    async fn stop_tunnel(&mut self, name: &str) {
-        if let Some(mut t) = self.tunnels.remove(name) {
-            t.cancel.cancel();
-            let stopped = t.status.wait_for(|s| s.state == TunnelState::Stopped);
-            let _ = tokio::time::timeout(STOP_TIMEOUT, stopped).await;
-        }
+    /// Tells a tunnel to stop; returns its status channel, which says `stopped` once it
+    /// has. Never waits: a reload stops any number of tunnels at once, in the background.
+    fn stop_tunnel(&mut self, name: &str) -> Option<watch::Receiver<TunnelStatus>> {
+        let t = self.tunnels.remove(name)?;
+        t.cancel.cancel();
+        Some(t.status)
     }
 
     /// The configuration in force.
@@ -150,15 +167,23 @@ impl Daemon {
     /// Applies a new, already validated configuration by difference: removed tunnels
     /// stop, added ones start, those whose connection settings changed reconnect, those
     /// whose forward lists alone changed keep their session and open or close forwards,
-    /// and the rest are not touched. Returns what changed.
-    pub async fn apply(&mut self, new: &Config) -> Diff {
+    /// and the rest are not touched. Returns what changed at once: the stops go on in
+    /// the background, all together, and a restarted tunnel starts once its old run has
+    /// let go of its listeners.
+    pub fn apply(&mut self, new: &Config) -> Diff {
         let diff = tunneld_config::diff(&self.config, new);
-        for name in diff.removed.iter().chain(&diff.restarted) {
-            self.stop_tunnel(name).await;
+        for name in &diff.removed {
+            self.stop_tunnel(name);
         }
-        for name in diff.added.iter().chain(&diff.restarted) {
+        for name in &diff.added {
             if let Some(cfg) = new.tunnels.get(name) {
-                self.start_tunnel(cfg);
+                self.start_tunnel(cfg, None);
+            }
+        }
+        for name in &diff.restarted {
+            let before = self.stop_tunnel(name);
+            if let Some(cfg) = new.tunnels.get(name) {
+                self.start_tunnel(cfg, before);
             }
         }
         for change in &diff.updated {
@@ -166,6 +191,8 @@ impl Daemon {
                 self.tunnels.get(&change.name),
                 new.tunnels.get(&change.name),
             ) {
+                // The tunnel applies `tunneld_config::forward_changes` between the lists
+                // in force and these, the same changes `diff` reports.
                 t.desired.send_replace(Arc::new(cfg.clone()));
             }
         }
@@ -206,7 +233,7 @@ impl Daemon {
     }
 
     /// The state channel of one tunnel (tests and status wait on it).
-    pub fn watch(&self, name: &str) -> Option<watch::Receiver<TunnelStatus>> {
+    pub fn subscribe(&self, name: &str) -> Option<watch::Receiver<TunnelStatus>> {
         self.tunnels.get(name).map(|t| t.status.clone())
     }
 
@@ -219,12 +246,20 @@ impl Daemon {
     }
 }
 
+/// Dropping the daemon stops every tunnel, as [`Daemon::shutdown`] does without waiting
+/// (a test that panics, or a caller that forgets, leaves nothing running).
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
 /// Pause before restarting a tunnel whose supervisor panicked.
 const PANIC_RESTART_DELAY: Duration = Duration::from_secs(1);
 
 /// Runs a tunnel's supervisor on a task of its own and restarts it if it panics: a bug
 /// in one tunnel must not take it down for good, nor touch the others.
-async fn guard(
+async fn restart_on_panic(
     desired: watch::Receiver<Arc<TunnelConfig>>,
     status: watch::Sender<TunnelStatus>,
     cancel: CancellationToken,

@@ -11,12 +11,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::info;
 use tunneld_config::{Endpoint, HostPort, ProxyRoute, TunnelConfig};
-use tunneld_ssh::{ConnectError, Forwarded, HostKey, Incoming, OpenKind, TransportError};
+use tunneld_ssh::{ConnectError, HostKey, Incoming, OpenKind, TransportError};
 
 use crate::error::TunnelError;
-use crate::forward::remote;
 use crate::host_check::HostCheck;
 use crate::known_hosts;
 use crate::status::ForwardCounters;
@@ -45,7 +44,7 @@ impl Routes {
     /// The route of a `forwarded-tcpip` channel. Servers may report the address
     /// differently from how we asked ("localhost" vs "127.0.0.1"): a unique port match
     /// stands in then.
-    fn tcp(&self, address: &str, port: u32) -> Option<Route> {
+    pub(crate) fn tcp(&self, address: &str, port: u32) -> Option<Route> {
         self.tcp
             .get(&(address.to_string(), port))
             .or_else(|| {
@@ -145,7 +144,8 @@ trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
 /// Connects to `host` (through `proxy_jump` hops, first hop first), checks every host
-/// key and authenticates to every host, all within `connect_timeout`.
+/// key and authenticates to every host, all within `connect_timeout`. Returns the session
+/// and the channels the server opens to us (for the remote forwards to take).
 ///
 /// # Errors
 /// [`TunnelError`] saying which step failed, and on which host.
@@ -156,7 +156,7 @@ pub(crate) async fn connect(
     cfg: &TunnelConfig,
     host: &HostPort,
     shared: Arc<SessionShared>,
-) -> Result<Session, TunnelError> {
+) -> Result<(Session, Incoming), TunnelError> {
     let addr = host.to_string();
     let credentials = crate::auth::credentials(&cfg.identity_files, &cfg.certificate_files).await;
     let attempt = async {
@@ -220,14 +220,14 @@ pub(crate) async fn connect(
             if last {
                 *lock(&shared.server_version) = Some(ssh.info().server_version.clone());
                 watch_end(&shared, &ssh, &hops);
-                tokio::spawn(route_incoming(Arc::clone(&shared), incoming));
-                return Ok(Session {
+                let session = Session {
                     ssh,
                     shared: Arc::clone(&shared),
                     host_key,
                     hops,
                     local_addr,
-                });
+                };
+                return Ok((session, incoming));
             }
             // A jump host opens no channels to us: its offers are refused as they come.
             drop(incoming);
@@ -308,42 +308,6 @@ fn watch_end(
     });
 }
 
-/// Hands each channel the server opens to its remote forward, refusing those for
-/// listeners we did not request.
-async fn route_incoming(shared: Arc<SessionShared>, mut incoming: Incoming) {
-    loop {
-        let offer = tokio::select! {
-            _ = shared.conn_cancel.cancelled() => return,
-            offer = incoming.recv() => match offer {
-                Some(o) => o,
-                None => return,
-            },
-        };
-        let (route, origin) = match &offer.kind {
-            Forwarded::Tcpip {
-                address,
-                port,
-                originator,
-                originator_port,
-            } => (
-                lock(&shared.routes).tcp(address, *port),
-                format!("{originator}:{originator_port}"),
-            ),
-            Forwarded::Streamlocal { path } => {
-                (lock(&shared.routes).unix.get(path).cloned(), path.clone())
-            }
-        };
-        match route {
-            Some(route) => remote::spawn_incoming(&shared, route, offer, origin),
-            None => {
-                warn!(tunnel = %shared.tunnel, listener = ?offer.kind,
-                      "server opened a channel for a listener we did not request; refused");
-                offer.refuse(tunneld_ssh::open_failure::ADMINISTRATIVELY_PROHIBITED);
-            }
-        }
-    }
-}
-
 /// One SSH handshake over `stream`: key exchange, host key check against known_hosts
 /// for `host:port`, authentication as `user`. Returns the session, the channels the
 /// server offers, and the accepted key.
@@ -406,7 +370,7 @@ async fn handshake(
                 name,
                 key,
             };
-            tokio::spawn(crate::key_rotation::watch(
+            tokio::spawn(crate::key_rotation::follow(
                 ssh.host_key_announcement(),
                 trusted,
             ));

@@ -10,9 +10,9 @@
 //! list.
 
 mod hosts;
+mod listeners;
 mod remotes;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,11 +21,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
-use tunneld_config::{Listen, RemoteForward, TunnelConfig};
+use tunneld_config::{ForwardChanges, RemoteForward, TunnelConfig};
 
 use crate::backoff::Schedule;
-use crate::forward::listen::{Listener, UnixOptions};
-use crate::forward::{ForwardCtx, dynamic, local};
+use crate::forward::{ForwardCtx, remote};
 use crate::heartbeat;
 use crate::netwatch::{self, NetChange};
 use crate::session::{self, Session, SessionShared};
@@ -36,9 +35,6 @@ use crate::status::{
     ForwardCounters, ForwardKind, ForwardState, ForwardStatus, TunnelState, TunnelStatus,
 };
 
-/// A forward's identity within its tunnel.
-type Key = (ForwardKind, String);
-
 /// Everything a tunnel's tasks share.
 struct Tunnel {
     /// Connection settings of this run, and the forward lists it started with.
@@ -48,18 +44,30 @@ struct Tunnel {
     cancel: CancellationToken,
     tracker: TaskTracker,
     session: watch::Sender<Option<Arc<Session>>>,
-    /// Running local and dynamic listeners, each stopped by its token.
-    listeners: Mutex<HashMap<Key, CancellationToken>>,
+    /// The config whose forward lists are in force (reloads are applied as changes to it).
+    applied: Mutex<Arc<TunnelConfig>>,
+    /// Running local and dynamic listeners.
+    listeners: Mutex<Vec<listeners::Running>>,
     /// Remote forwards wanted now; every new session requests these.
     remotes: Mutex<Vec<RemoteForward>>,
     /// Remote forwards requested on the current session, each cancelled by its token.
-    remote_tasks: Mutex<HashMap<String, CancellationToken>>,
+    remote_tasks: Mutex<Vec<(RemoteForward, CancellationToken)>>,
     /// Changes of the machine's network.
     net: watch::Receiver<NetChange>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `cfg` with no forwards: what a tunnel starts from before its first [`reconcile`].
+fn without_forwards(cfg: &TunnelConfig) -> TunnelConfig {
+    TunnelConfig {
+        local: Vec::new(),
+        remote: Vec::new(),
+        dynamic: Vec::new(),
+        ..cfg.clone()
+    }
 }
 
 /// The status a tunnel starts with.
@@ -74,22 +82,33 @@ pub(crate) fn initial_status(cfg: &TunnelConfig) -> TunnelStatus {
         retry_in: None,
         last_connect: None,
         heartbeat_rtt_us: Arc::default(),
-        forwards: forward_list(cfg, &[]),
+        forwards: forward_list(cfg, &[], &ForwardChanges::default()),
     }
 }
 
 /// The forwards of `cfg` in status order (local, remote, dynamic), keeping the entries
 /// (state, counters) of those already in `old`.
-fn forward_list(cfg: &TunnelConfig, old: &[ForwardStatus]) -> Vec<ForwardStatus> {
+fn forward_list(
+    cfg: &TunnelConfig,
+    old: &[ForwardStatus],
+    changes: &ForwardChanges,
+) -> Vec<ForwardStatus> {
     let keys = cfg
         .local
         .iter()
         .map(|f| (ForwardKind::Local, &f.spec))
         .chain(cfg.remote.iter().map(|f| (ForwardKind::Remote, &f.spec)))
         .chain(cfg.dynamic.iter().map(|f| (ForwardKind::Dynamic, &f.spec)));
+    // A forward started anew starts from `pending`, even where one of the same spec ran
+    // before (`gateway_ports` changed where it listens).
+    let started = |kind: ForwardKind, spec: &String| match kind {
+        ForwardKind::Local => changes.local_added.iter().any(|f| &f.spec == spec),
+        ForwardKind::Remote => changes.remote_added.iter().any(|f| &f.spec == spec),
+        ForwardKind::Dynamic => changes.dynamic_added.iter().any(|f| &f.spec == spec),
+    };
     keys.map(|(kind, spec)| {
         old.iter()
-            .find(|f| f.kind == kind && &f.spec == spec)
+            .find(|f| f.kind == kind && &f.spec == spec && !started(kind, spec))
             .cloned()
             .unwrap_or_else(|| ForwardStatus {
                 kind,
@@ -225,6 +244,7 @@ pub(crate) async fn run(
         cancel,
         tracker: TaskTracker::new(),
         session: session_tx,
+        applied: Mutex::new(Arc::new(without_forwards(&cfg))),
         listeners: Mutex::default(),
         remote_tasks: Mutex::default(),
         net,
@@ -251,102 +271,27 @@ pub(crate) async fn run(
     t.set_state(TunnelState::Stopped);
 }
 
-/// Brings the running forwards in line with `cfg`'s lists: starts new listeners, stops
-/// removed ones, requests and cancels remote forwards on the live session.
-fn reconcile(t: &Arc<Tunnel>, cfg: &TunnelConfig) {
+/// Applies a new config's forward lists to the running tunnel: exactly the changes
+/// [`tunneld_config::forward_changes`] finds between the lists in force and the new ones
+/// (what a reload reports), so a forward whose spec reads the same but whose value
+/// changed (`gateway_ports` moves a listener) is stopped and started again.
+fn reconcile(t: &Arc<Tunnel>, cfg: &Arc<TunnelConfig>) {
+    let changes = {
+        let mut applied = lock(&t.applied);
+        let changes = tunneld_config::forward_changes(&applied, cfg);
+        *applied = Arc::clone(cfg);
+        changes
+    };
     let up = t.session.borrow().is_some();
     t.status.send_modify(|s| {
-        s.forwards = forward_list(cfg, &s.forwards);
+        s.forwards = forward_list(cfg, &s.forwards, &changes);
         settle(s, up);
     });
-
-    let mut wanted: HashMap<Key, Listen> = HashMap::new();
-    let mut targets = HashMap::new();
-    for f in &cfg.local {
-        wanted.insert((ForwardKind::Local, f.spec.clone()), f.listen.clone());
-        targets.insert(f.spec.clone(), f.target.clone());
-    }
-    for f in &cfg.dynamic {
-        let listen = Listen::Tcp {
-            bind: f.bind.clone(),
-            port: f.port,
-        };
-        wanted.insert((ForwardKind::Dynamic, f.spec.clone()), listen);
-    }
-    {
-        let mut running = lock(&t.listeners);
-        running.retain(|key, token| {
-            let keep = wanted.contains_key(key);
-            if !keep {
-                info!(tunnel = %t.name, forward = %key.1, "forward removed; listener closed");
-                token.cancel();
-            }
-            keep
-        });
-        for (key, listen) in wanted {
-            if running.contains_key(&key) {
-                continue;
-            }
-            let token = t.cancel.child_token();
-            running.insert(key.clone(), token.clone());
-            let (t2, target) = (Arc::clone(t), targets.get(&key.1).cloned());
-            let ctx = t.ctx(key.0, &key.1, token);
-            t.tracker.spawn(async move {
-                let Some(listener) = bind_until_done(&t2, &key, &listen, &ctx.cancel).await else {
-                    return;
-                };
-                match (key.0, target) {
-                    (ForwardKind::Local, Some(target)) => {
-                        local::accept_loop(listener, ctx, move |s, peer, guard, ctx| {
-                            local::serve(s, peer, target.clone(), guard, ctx)
-                        })
-                        .await
-                    }
-                    _ => local::accept_loop(listener, ctx, dynamic::serve).await,
-                }
-            });
-        }
-    }
-
+    listeners::apply(t, &changes);
     *lock(&t.remotes) = cfg.remote.clone();
     let session = t.session.borrow().clone();
     if let Some(session) = session {
         request_remotes(t, &session);
-    }
-}
-
-/// Binds a listener, retrying on the tunnel's backoff while the address is busy.
-async fn bind_until_done(
-    t: &Tunnel,
-    key: &Key,
-    listen: &Listen,
-    cancel: &CancellationToken,
-) -> Option<Listener> {
-    let mut schedule = Schedule::new(t.cfg.backoff);
-    loop {
-        let unix = UnixOptions {
-            unlink: t.cfg.stream_local_bind_unlink,
-            mask: t.cfg.stream_local_bind_mask,
-        };
-        match Listener::bind(listen, unix).await {
-            Ok((l, skipped)) => {
-                let at = l.addresses();
-                info!(tunnel = %t.name, forward = %key.1, listen = %at.join(", "), "listening");
-                if let Some(e) = skipped {
-                    warn!(tunnel = %t.name, forward = %key.1, error = %e, "listening on fewer addresses than asked");
-                }
-                t.set_forward(key.0, &key.1, ForwardState::Active, None, Some(at));
-                return Some(l);
-            }
-            Err(e) => {
-                warn!(tunnel = %t.name, forward = %key.1, error = %e, "cannot bind local forward; will retry");
-                t.set_forward(key.0, &key.1, ForwardState::Error, Some(e), None);
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return None,
-            _ = tokio::time::sleep(schedule.next_delay()) => {}
-        }
     }
 }
 
@@ -376,7 +321,8 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
         info!(tunnel = %t.name, host = %host, "connecting");
         let attempt = async {
             let _permit = handshakes.acquire().await;
-            let session = session::connect(&t.cfg, host, Arc::clone(&shared)).await?;
+            let (session, incoming) = session::connect(&t.cfg, host, Arc::clone(&shared)).await?;
+            tokio::spawn(remote::route_incoming(Arc::clone(&shared), incoming));
             // sshd counts a connection against MaxStartups until its listener hears that
             // authentication is done, a moment after we do: one round trip on the new
             // session lets it catch up before the next handshake starts.
@@ -473,7 +419,7 @@ async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String
     };
     let mut net = t.net.clone();
     net.mark_unchanged();
-    let heartbeats = heartbeat::watch(&**session, interval, count, &t.name, &rtt);
+    let heartbeats = heartbeat::monitor(&**session, interval, count, &t.name, &rtt);
     let mut heartbeats = std::pin::pin!(heartbeats);
     // A probe after a network change, with a short deadline; at most one at a time.
     let mut probe = std::pin::pin!(futures_util::future::Fuse::terminated());

@@ -3,21 +3,21 @@
 //!
 //! Layout:
 //! - `main` (this file): the command line and exit codes.
-//! - `daemon`: `tunneld run`: the daemon's loop (signals, reload, watchdog, status).
+//! - `run`: `tunneld run`: the daemon's loop (signals, reload, watchdog, status).
 //! - `control`: the control socket, server and client.
 //! - `import`: `tunneld import`: ssh/autossh command lines and ssh_config files as tunnels.
 //! - `render`: status as JSON, as a table, and as systemd's `STATUS=` line.
 //! - `service`: logging (journald or stderr) and systemd's notify protocol.
-//! - `watch`: watching the configuration file.
+//! - `config_watch`: watching the configuration file and its include folders.
 
+mod config_watch;
 mod control;
-mod daemon;
 mod import;
 mod memory;
 mod metrics;
 mod render;
+mod run;
 mod service;
-mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -154,7 +154,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            match daemon::run(config) {
+            match run::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tunneld: {e:#}");

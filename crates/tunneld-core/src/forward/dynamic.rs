@@ -19,18 +19,16 @@ pub(crate) async fn serve(
     guard: ConnectionGuard,
     ctx: ForwardCtx,
 ) {
-    let request = match tokio::time::timeout(
-        SOCKS_HANDSHAKE_TIMEOUT,
-        socks::read_request(&mut stream),
-    )
-    .await
-    {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
+    // Each wait races the forward's stop: a stopping tunnel never waits on a client.
+    let handshake = tokio::time::timeout(SOCKS_HANDSHAKE_TIMEOUT, socks::read_request(&mut stream));
+    let request = match ctx.cancel.run_until_cancelled(handshake).await {
+        None => return,
+        Some(Ok(Ok(r))) => r,
+        Some(Ok(Err(e))) => {
             debug!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %e, "SOCKS handshake failed");
             return;
         }
-        Err(_) => {
+        Some(Err(_)) => {
             debug!(tunnel = %ctx.tunnel, forward = %ctx.spec, "SOCKS handshake timed out");
             return;
         }
@@ -39,14 +37,22 @@ pub(crate) async fn serve(
         host: request.host.clone(),
         port: request.port,
     };
-    let Some(session) = ctx.session().await else {
-        warn!(tunnel = %ctx.tunnel, forward = %ctx.spec, "SOCKS connect refused: tunnel is down");
-        let _ = socks::reply_failure(&mut stream, request.version).await;
-        return;
+    let session = match ctx.cancel.run_until_cancelled(ctx.session()).await {
+        None => return,
+        Some(Some(s)) => s,
+        Some(None) => {
+            warn!(tunnel = %ctx.tunnel, forward = %ctx.spec, "SOCKS connect refused: tunnel is down");
+            let _ = socks::reply_failure(&mut stream, request.version).await;
+            return;
+        }
     };
-    let channel = match open_channel(&session, &target, peer).await {
-        Ok(c) => c,
-        Err(e) => {
+    let opened = ctx
+        .cancel
+        .run_until_cancelled(open_channel(&session, &target, peer));
+    let channel = match opened.await {
+        None => return,
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
             warn!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %e, "SOCKS connect refused");
             let _ = socks::reply_failure(&mut stream, request.version).await;
             return;

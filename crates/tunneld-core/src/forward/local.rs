@@ -59,13 +59,23 @@ pub(crate) async fn serve(
     guard: ConnectionGuard,
     ctx: ForwardCtx,
 ) {
-    let Some(session) = ctx.session().await else {
+    // Each wait races the forward's stop: a stopping tunnel never waits on a client.
+    let Some(session) = ctx
+        .cancel
+        .run_until_cancelled(ctx.session())
+        .await
+        .flatten()
+    else {
         debug!(tunnel = %ctx.tunnel, forward = %ctx.spec, "no session; connection closed");
         return;
     };
-    let channel = match open_channel(&session, &target, peer).await {
-        Ok(c) => c,
-        Err(e) => {
+    let opened = ctx
+        .cancel
+        .run_until_cancelled(open_channel(&session, &target, peer));
+    let channel = match opened.await {
+        None => return,
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
             warn!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %e, "connection refused");
             return;
         }

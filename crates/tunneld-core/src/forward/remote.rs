@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use tracing::{debug, warn};
 use tunneld_config::{Endpoint, RemoteForward, RemoteListen};
-use tunneld_ssh::{Channel, IncomingChannel, RequestError, open_failure};
+use tunneld_ssh::{Channel, Forwarded, Incoming, IncomingChannel, RequestError, open_failure};
 
 use super::listen;
 use crate::pump::{copy_streams, pump};
-use crate::session::{Route, Session, SessionShared};
+use crate::session::{Route, Routes, Session, SessionShared};
 use crate::socks::{self, SOCKS_HANDSHAKE_TIMEOUT};
 use crate::status::ForwardCounters;
 
@@ -125,12 +125,48 @@ pub(crate) fn forget(session: &Session, fwd: &RemoteForward, bound_port: Option<
     }
 }
 
-fn routes(session: &Session) -> std::sync::MutexGuard<'_, crate::session::Routes> {
-    session
-        .shared
-        .routes
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+fn routes(session: &Session) -> std::sync::MutexGuard<'_, Routes> {
+    routes_of(&session.shared)
+}
+
+fn routes_of(shared: &SessionShared) -> std::sync::MutexGuard<'_, Routes> {
+    shared.routes.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Hands each channel the server opens to its remote forward, refusing those for
+/// listeners we did not request.
+pub(crate) async fn route_incoming(shared: Arc<SessionShared>, mut incoming: Incoming) {
+    loop {
+        let offer = tokio::select! {
+            _ = shared.conn_cancel.cancelled() => return,
+            offer = incoming.recv() => match offer {
+                Some(o) => o,
+                None => return,
+            },
+        };
+        let (route, origin) = match &offer.kind {
+            Forwarded::Tcpip {
+                address,
+                port,
+                originator,
+                originator_port,
+            } => (
+                routes_of(&shared).tcp(address, *port),
+                format!("{originator}:{originator_port}"),
+            ),
+            Forwarded::Streamlocal { path } => {
+                (routes_of(&shared).unix.get(path).cloned(), path.clone())
+            }
+        };
+        match route {
+            Some(route) => spawn_incoming(&shared, route, offer, origin),
+            None => {
+                warn!(tunnel = %shared.tunnel, listener = ?offer.kind,
+                      "server opened a channel for a listener we did not request; refused");
+                offer.refuse(tunneld_ssh::open_failure::ADMINISTRATIVELY_PROHIBITED);
+            }
+        }
+    }
 }
 
 /// Handles a channel the server opened for one of our listeners, on a task of its own so
@@ -154,7 +190,12 @@ pub(crate) fn spawn_incoming(
             reverse_socks(&shared, &route, offer.accept(), &guard).await;
             return;
         };
-        match tokio::time::timeout(shared.connect_timeout, listen::connect(&target)).await {
+        // The connect races the session's end: a stopping tunnel never waits on a target.
+        let connect = tokio::time::timeout(shared.connect_timeout, listen::connect(&target));
+        let Some(connected) = cancel.run_until_cancelled(connect).await else {
+            return;
+        };
+        match connected {
             Ok(Ok(stream)) => {
                 if let Err(e) = pump(stream, offer.accept(), &guard, &cancel).await {
                     debug!(tunnel = %shared.tunnel, forward = %route.spec, error = %e, "connection ended");
@@ -180,12 +221,11 @@ async fn reverse_socks(
     mut stream: Channel,
     guard: &crate::status::ConnectionGuard,
 ) {
-    let request =
-        match tokio::time::timeout(SOCKS_HANDSHAKE_TIMEOUT, socks::read_request(&mut stream)).await
-        {
-            Ok(Ok(r)) => r,
-            _ => return,
-        };
+    let cancel = &shared.conn_cancel;
+    let handshake = tokio::time::timeout(SOCKS_HANDSHAKE_TIMEOUT, socks::read_request(&mut stream));
+    let Some(Ok(Ok(request))) = cancel.run_until_cancelled(handshake).await else {
+        return;
+    };
     let target = Endpoint::Tcp {
         host: request.host.clone(),
         port: request.port,
@@ -199,7 +239,11 @@ async fn reverse_socks(
         let _ = socks::reply_not_allowed(&mut stream, request.version).await;
         return;
     }
-    match tokio::time::timeout(shared.connect_timeout, listen::connect(&target)).await {
+    let connect = tokio::time::timeout(shared.connect_timeout, listen::connect(&target));
+    let Some(connected) = cancel.run_until_cancelled(connect).await else {
+        return;
+    };
+    match connected {
         Ok(Ok(mut local)) => {
             if socks::reply_success(&mut stream, request.version)
                 .await

@@ -59,7 +59,7 @@ fn watched(
     let (tx, rx) = watch::channel(initial_status(&cfg));
     // The hook reads its argv from the tunnel's desired config at each change.
     let desired = watch::Sender::new(Arc::new(cfg)).subscribe();
-    let task = tokio::spawn(watch(rx, desired, RunLock::default()));
+    let task = tokio::spawn(follow(rx, desired, RunLock::default()));
     (tx, out, gate, task)
 }
 

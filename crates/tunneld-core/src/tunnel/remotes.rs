@@ -22,19 +22,20 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 pub(super) fn request_remotes(t: &Arc<Tunnel>, session: &Arc<Session>) {
     let wanted = lock(&t.remotes).clone();
     let mut tasks = lock(&t.remote_tasks);
-    tasks.retain(|spec, token| {
-        let keep = wanted.iter().any(|f| &f.spec == spec);
+    // Known by their parsed value, as the reload's changes are.
+    tasks.retain(|(fwd, token)| {
+        let keep = wanted.contains(fwd);
         if !keep {
             token.cancel();
         }
         keep
     });
     for fwd in wanted {
-        if tasks.contains_key(&fwd.spec) {
+        if tasks.iter().any(|(f, _)| *f == fwd) {
             continue;
         }
         let token = session.shared.conn_cancel.child_token();
-        tasks.insert(fwd.spec.clone(), token.clone());
+        tasks.push((fwd.clone(), token.clone()));
         let (t2, s2) = (Arc::clone(t), Arc::clone(session));
         t.tracker
             .spawn(async move { keep_remote(&t2, &s2, &fwd, &token).await });
@@ -103,7 +104,7 @@ fn bound_port(bound: &str) -> Option<u32> {
     bound.rsplit(':').next()?.parse().ok()
 }
 
-/// On shutdown: cancel remote listeners and say goodbye, each bounded in time.
+/// On shutdown: cancel remote listeners and say goodbye, within [`GOODBYE_TIMEOUT`].
 pub(super) async fn goodbye(t: &Tunnel, session: &Session) {
     let active: Vec<(RemoteForward, Option<u32>)> = {
         let s = t.status.borrow();
@@ -123,14 +124,15 @@ pub(super) async fn goodbye(t: &Tunnel, session: &Session) {
             })
             .collect()
     };
-    // All at once: each waits up to a second for a server that may not answer.
+    // One budget for all of it, so a server that does not answer costs GOODBYE_TIMEOUT
+    // and no more. The cancels go out at once.
     let cancels = active
         .iter()
         .map(|(fwd, port)| remote::cancel(session, fwd, *port));
-    futures_util::future::join_all(cancels).await;
-    // disconnect() only queues the message: wait until the session task has sent it and
-    // ended, so the server logs a clean disconnect rather than a dropped connection.
     let _ = tokio::time::timeout(GOODBYE_TIMEOUT, async {
+        futures_util::future::join_all(cancels).await;
+        // disconnect() only queues the message: wait until the session task has sent it
+        // and ended, so the server logs a clean disconnect rather than a dropped one.
         session.ssh.disconnect("tunneld stopping");
         session.shared.closed.cancelled().await;
         // Then the jump hosts, the nearest to the server first.

@@ -14,10 +14,10 @@ use tracing::{info, warn};
 use tunneld_config::Config;
 use tunneld_core::{Daemon, TunnelStatus};
 
+use crate::config_watch::{self, ConfigWatcher, Target};
 use crate::control::{self, Command, ControlSocket};
 use crate::render;
 use crate::service::{self, Notifier};
-use crate::watch::{self as config_watch, ConfigWatcher, Target};
 
 /// Worker threads. One: a forwarded byte passes several tasks (local socket, channel
 /// queue, session, server socket), and with a second worker those hops became wake-ups
@@ -169,7 +169,7 @@ fn receivers(daemon: &Daemon) -> Vec<watch::Receiver<TunnelStatus>> {
     daemon
         .status()
         .iter()
-        .filter_map(|s| daemon.watch(&s.name))
+        .filter_map(|s| daemon.subscribe(&s.name))
         .collect()
 }
 
@@ -206,12 +206,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
             _ = hup.recv() => {
-                reload(&mut daemon, &notifier, "SIGHUP").await;
+                reload(&mut daemon, &notifier, "SIGHUP");
                 after_reload(&daemon, &mut file_watch, &mut changes);
             }
             _ = next_file_event(&mut file_watch) => {
                 if file_watch.is_some() {
-                    reload(&mut daemon, &notifier, "file change").await;
+                    reload(&mut daemon, &notifier, "file change");
                     after_reload(&daemon, &mut file_watch, &mut changes);
                 }
             }
@@ -223,7 +223,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                         "status": render::status_json(&daemon.status()),
                     }),
                     Command::Reload => {
-                        let r = reload(&mut daemon, &notifier, "tunneld reload").await;
+                        let r = reload(&mut daemon, &notifier, "tunneld reload");
                         after_reload(&daemon, &mut file_watch, &mut changes);
                         r
                     }
@@ -280,7 +280,7 @@ fn after_reload(
 
 /// Re-reads the file the daemon was started with and applies it by difference. An
 /// invalid file changes nothing; its errors are logged and returned.
-async fn reload(daemon: &mut Daemon, notifier: &Notifier, trigger: &str) -> Value {
+fn reload(daemon: &mut Daemon, notifier: &Notifier, trigger: &str) -> Value {
     notifier.reloading();
     let path: PathBuf = daemon.config().path.clone();
     let response = match crate::load_config(&path) {
@@ -292,7 +292,7 @@ async fn reload(daemon: &mut Daemon, notifier: &Notifier, trigger: &str) -> Valu
             json!({"version": control::PROTOCOL_VERSION, "ok": false, "errors": errors})
         }
         Ok(new) => {
-            let diff = daemon.apply(&new).await;
+            let diff = daemon.apply(&new);
             for line in diff.summary().lines() {
                 info!(trigger, "reload: {line}");
             }
