@@ -150,8 +150,8 @@ async fn a_rotated_host_key_is_learned_and_the_old_one_dropped() {
     );
     let daemon = Daemon::start(&config(&text));
     let (mut learns, mut fixed_rx) = (
-        daemon.watch("learns").unwrap(),
-        daemon.watch("fixed").unwrap(),
+        daemon.subscribe("learns").unwrap(),
+        daemon.subscribe("fixed").unwrap(),
     );
     wait_state(&mut learns, TunnelState::Up).await;
     wait_state(&mut fixed_rx, TunnelState::Up).await;
@@ -322,7 +322,7 @@ async fn a_hung_hook_does_not_delay_reconnection() {
     );
     let text = tunnel_toml(&sshd, "t", &format!("dynamic = [\"0\"]\n{hook}"));
     let daemon = Daemon::start(&config(&text));
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
     wait_state(&mut rx, TunnelState::Up).await;
     wait_until(UP_TIMEOUT, "the hook started", || {
         std::fs::read_to_string(&out).unwrap_or_default() == "up\n"

@@ -277,7 +277,7 @@ async fn a_file_that_is_not_a_socket_is_never_removed() {
     let spec = format!("{}:127.0.0.1:9", path.display());
     let text = tunnel_toml(&sshd, "u", &format!("local = [\"{spec}\"]"));
     let daemon = tunneld_core::Daemon::start(&config(&text));
-    let mut rx = daemon.watch("u").unwrap();
+    let mut rx = daemon.subscribe("u").unwrap();
     let s = wait_status(&mut rx, "forward error", |s| {
         s.forwards[0].state == ForwardState::Error
     })
@@ -315,8 +315,8 @@ async fn loopback_by_default_network_with_star_or_gateway_ports() {
         )
     );
     let daemon = tunneld_core::Daemon::start(&config(&text));
-    let a = wait_state(&mut daemon.watch("a").unwrap(), TunnelState::Up).await;
-    let g = wait_state(&mut daemon.watch("g").unwrap(), TunnelState::Up).await;
+    let a = wait_state(&mut daemon.subscribe("a").unwrap(), TunnelState::Up).await;
+    let g = wait_state(&mut daemon.subscribe("g").unwrap(), TunnelState::Up).await;
 
     let ips = |port: u16| -> Vec<IpAddr> {
         let mut v: Vec<IpAddr> = listening_sockets(port).iter().map(|a| a.ip()).collect();
@@ -457,7 +457,7 @@ async fn unix_socket_mask_and_unlink_follow_the_config() {
         &format!("local = [\"{spec}\"]\nstream_local_bind_unlink = false"),
     );
     let daemon = tunneld_core::Daemon::start(&config(&text));
-    let mut rx = daemon.watch("u").unwrap();
+    let mut rx = daemon.subscribe("u").unwrap();
     let s = wait_status(&mut rx, "forward error", |s| {
         s.forwards[0].state == ForwardState::Error
     })

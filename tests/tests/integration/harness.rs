@@ -48,7 +48,7 @@ pub fn config(text: &str) -> Config {
 /// Starts the daemon on a one-tunnel config and waits until that tunnel is up.
 pub async fn start_up(text: &str, name: &str) -> (Daemon, TunnelStatus) {
     let daemon = Daemon::start(&config(text));
-    let mut rx = daemon.watch(name).expect("tunnel exists");
+    let mut rx = daemon.subscribe(name).expect("tunnel exists");
     let status = wait_state(&mut rx, TunnelState::Up).await;
     (daemon, status)
 }

@@ -13,6 +13,7 @@
 //! - `limits`: per-forward connection limit, idle SOCKS clients, running out of descriptors.
 //! - `proxies`: the first hop through tinyproxy, microsocks and proxy commands (nc, socat).
 //! - `ops`: control socket, status, reload by difference, file watch, systemd notify.
+//! - `stopping`: stops that never wait on a client, reloads that never block the loop.
 //! - `fleet`: include folders, host key rotation, port 0 in status, the state-change hook.
 //! - `cross`: the ARM builds under qemu-user: --version, check, -L/-R/-D round trips.
 //! - `cli`: `tunneld check` and `tunneld run` as a process (exit codes, SIGTERM).
@@ -32,4 +33,5 @@ mod proxies;
 mod rekey;
 mod resilience;
 mod stall;
+mod stopping;
 mod trust;

@@ -112,7 +112,11 @@ impl Setup {
     }
 
     fn watch(&self) -> tokio::sync::watch::Receiver<TunnelStatus> {
-        self.daemon.as_ref().expect("running").watch("t").unwrap()
+        self.daemon
+            .as_ref()
+            .expect("running")
+            .subscribe("t")
+            .unwrap()
     }
 
     fn status(&self) -> TunnelStatus {

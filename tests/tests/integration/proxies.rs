@@ -61,7 +61,7 @@ async fn comes_back(
     );
 
     sshd.kill_sessions();
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
     wait_status(&mut rx, "up again after the server cut the session", |s| {
         s.reconnects == 1 && s.state == TunnelState::Up
     })
@@ -150,7 +150,7 @@ async fn refused_with(
         ),
     );
     let daemon = Daemon::start(&config(&text));
-    let mut rx = daemon.watch("w").unwrap();
+    let mut rx = daemon.subscribe("w").unwrap();
     let refused = wait_status(&mut rx, "the proxy's refusal in last_error", |s| {
         s.last_error.is_some()
     })
@@ -219,7 +219,7 @@ async fn through_a_command(command: &str, needle: &str, proxy: &mut ProxyServer)
     let lines = format!("proxy_command = \"{command}\"\nserver_alive_interval = \"1s\"");
     let (daemon, addr) = tunnel(&sshd, &echo, &lines).await;
     assert_eq!(alive_with(needle).len(), 1, "{:?}", alive_with(needle));
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
     for round in 1..=10 {
         sshd.kill_sessions();
         wait_status(&mut rx, "up again after the server cut the session", |s| {
@@ -302,7 +302,7 @@ async fn a_failing_proxy_command_says_why() {
         ),
     );
     let daemon = Daemon::start(&config(&text));
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
     let failed = wait_status(&mut rx, "the command's exit in last_error", |s| {
         s.last_error.is_some()
     })
@@ -339,7 +339,7 @@ async fn connect_timeout_covers_a_silent_proxy() {
     )
     .replace("connect_timeout = \"5s\"", "connect_timeout = \"1s\"");
     let daemon = Daemon::start(&config(&text));
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
     let failed = wait_status(&mut rx, "a timeout in last_error", |s| {
         s.last_error.is_some()
     })

@@ -60,7 +60,7 @@ async fn a_server_down_at_start_is_waited_for() {
         "t",
         &format!("local = [\"{spec}\"]"),
     )));
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
     let failed = wait_status(&mut rx, "a failed attempt", |s| s.last_error.is_some()).await;
     assert!(
         failed
@@ -97,7 +97,7 @@ async fn a_server_crash_and_restart_brings_local_and_remote_forwards_back() {
     wait_traffic(raddr, "remote before the crash").await;
 
     // The server dies with all its sessions, then comes back on the same port.
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
     sshd.stop().await;
     wait_status(&mut rx, "the session noticed as lost", |s| {
         s.state != TunnelState::Up
@@ -123,7 +123,7 @@ async fn killed_sessions_are_replaced() {
     let local = format!("0:127.0.0.1:{}", echo.port());
     let text = tunnel_toml(&sshd, "t", &format!("local = [\"{local}\"]"));
     let (daemon, status) = start_up(&text, "t").await;
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
     sshd.kill_sessions();
     wait_status(&mut rx, "a reconnect", |s| {
         s.reconnects == 1 && s.state == TunnelState::Up
@@ -149,8 +149,8 @@ async fn a_black_hole_is_detected_within_the_heartbeat_bound_and_healed() {
     ) + &tunnel_toml(&sshd, "direct", &format!("local = [\"{local}\"]"));
     // The second tunnel goes straight to the server: it must not notice anything.
     let daemon = Daemon::start(&config(&text));
-    let status = wait_state(&mut daemon.watch("t").unwrap(), TunnelState::Up).await;
-    let direct = wait_state(&mut daemon.watch("direct").unwrap(), TunnelState::Up).await;
+    let status = wait_state(&mut daemon.subscribe("t").unwrap(), TunnelState::Up).await;
+    let direct = wait_state(&mut daemon.subscribe("direct").unwrap(), TunnelState::Up).await;
     let laddr = local_addr(&status, &local);
     wait_traffic(laddr, "traffic before the black hole").await;
     // A connection through the other tunnel, open across the whole fault.
@@ -159,7 +159,7 @@ async fn a_black_hole_is_detected_within_the_heartbeat_bound_and_healed() {
         .unwrap();
     echo_roundtrip(&mut long_lived, b"before").await.unwrap();
 
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
     proxy.set_fault(Fault::BlackHole);
     let dropped = Instant::now();
     let lost = wait_status(&mut rx, "the silent session declared dead", |s| {
@@ -176,7 +176,7 @@ async fn a_black_hole_is_detected_within_the_heartbeat_bound_and_healed() {
     );
     // Isolation: the other tunnel's session and open connection carried on.
     echo_roundtrip(&mut long_lived, b"during").await.unwrap();
-    let other = daemon.watch("direct").unwrap().borrow().clone();
+    let other = daemon.subscribe("direct").unwrap().borrow().clone();
     assert_eq!((other.state, other.reconnects), (TunnelState::Up, 0));
 
     proxy.set_fault(Fault::None);
@@ -196,7 +196,7 @@ async fn resets_and_refusals_are_survived() {
     let text = via_proxy(&sshd, &proxy, "t", &format!("local = [\"{local}\"]"));
     let (daemon, status) = start_up(&text, "t").await;
     let laddr = local_addr(&status, &local);
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
 
     // Every connection cut with a RST: noticed at once, reconnected.
     proxy.reset_all();
@@ -238,7 +238,7 @@ async fn a_held_remote_port_degrades_the_tunnel_until_it_is_free() {
         &format!("remote = [\"{stuck}\", \"{fine}\"]\nlocal = [\"{local}\"]"),
     );
     let daemon = Daemon::start(&config(&text));
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
     let degraded = wait_status(&mut rx, "degraded with the other forwards active", |s| {
         s.state == TunnelState::Degraded
             && s.forward(&stuck).unwrap().state == ForwardState::Refused
@@ -291,7 +291,7 @@ async fn a_hundred_tunnels_come_up_despite_max_startups() {
     let started = Instant::now();
     let daemon = Daemon::start(&config(&text));
     for i in 0..TUNNELS {
-        let mut rx = daemon.watch(&format!("t{i:03}")).unwrap();
+        let mut rx = daemon.subscribe(&format!("t{i:03}")).unwrap();
         wait_state(&mut rx, TunnelState::Up).await;
     }
     eprintln!("{TUNNELS} tunnels up after {:?}", started.elapsed());
@@ -323,7 +323,7 @@ async fn a_server_that_never_speaks_hits_connect_timeout() {
     let text = via_proxy(&sshd, &proxy, "t", "dynamic = [\"0\"]")
         .replace("connect_timeout = \"5s\"", "connect_timeout = \"1s\"");
     let daemon = Daemon::start(&config(&text));
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
     let s = wait_status(&mut rx, "a timed-out attempt", |s| s.last_error.is_some()).await;
     assert!(
         s.last_error
@@ -370,7 +370,7 @@ local = ["{spec}"]
         khb = second.known_hosts().display(),
     );
     let daemon = Daemon::start(&config(&text));
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
     let up = wait_state(&mut rx, TunnelState::Up).await;
     assert_eq!(up.host, b, "{up:?}");
     wait_traffic(local_addr(&up, &spec), "traffic through the second host").await;
@@ -436,7 +436,7 @@ async fn a_tunnel_through_a_jump_host() {
         ),
     );
     let daemon = Daemon::start(&config(&text));
-    let mut rx = daemon.watch("j").unwrap();
+    let mut rx = daemon.subscribe("j").unwrap();
     let up = wait_state(&mut rx, TunnelState::Up).await;
     let stream = TcpStream::connect(local_addr(&up, &spec)).await.unwrap();
     tunneld_tests::net::transfer_both_ways(stream, 4 << 20)
@@ -491,7 +491,7 @@ async fn a_tunnel_through_a_jump_host() {
     .unwrap();
     let text = jump_toml(&first, &second, &wrong, &format!("local = [\"{spec}\"]"));
     let daemon = Daemon::start(&config(&text));
-    let mut rx = daemon.watch("j").unwrap();
+    let mut rx = daemon.subscribe("j").unwrap();
     let failed = wait_status(&mut rx, "a host key failure", |s| s.last_error.is_some()).await;
     let error = failed.last_error.unwrap();
     assert!(error.contains("host key verification failed"), "{error}");

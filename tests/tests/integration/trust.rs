@@ -20,7 +20,7 @@ fn with_key(sshd: &Sshd, key: &std::path::Path) -> String {
 /// Starts a one-local-forward tunnel with `text` and waits for its first failure.
 async fn first_error(text: &str) -> (Daemon, String) {
     let daemon = Daemon::start(&config(text));
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
     let s = wait_status(&mut rx, "a connection failure", |s| s.last_error.is_some()).await;
     (daemon, s.last_error.unwrap())
 }
@@ -274,7 +274,7 @@ async fn failures_only_an_operator_can_fix_retry_at_the_backoff_ceiling() {
         .unwrap();
     let text = with_key(&sshd, &stranger);
     let daemon = Daemon::start(&config(&text));
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
     let s = wait_status(&mut rx, "backoff after refused keys", |s| {
         s.retry_in.is_some()
     })
@@ -287,7 +287,7 @@ async fn failures_only_an_operator_can_fix_retry_at_the_backoff_ceiling() {
     sshd.stop().await;
     let text = tunnel_toml(&sshd, "t", "dynamic = [\"0\"]");
     let daemon = Daemon::start(&config(&text));
-    let mut rx = daemon.watch("t").unwrap();
+    let mut rx = daemon.subscribe("t").unwrap();
     let s = wait_status(&mut rx, "backoff after a refused connect", |s| {
         s.retry_in.is_some()
     })
@@ -322,7 +322,7 @@ async fn tunnels_learning_one_host_at_once_record_it_once() {
         .collect();
     let daemon = Daemon::start(&config(&text));
     for i in 0..8 {
-        let mut rx = daemon.watch(&format!("t{i}")).unwrap();
+        let mut rx = daemon.subscribe(&format!("t{i}")).unwrap();
         wait_state(&mut rx, TunnelState::Up).await;
     }
     daemon.shutdown().await;
