@@ -11,6 +11,7 @@ use tunneld_config::StrictHostKeyChecking;
 use tunneld_ssh::HostKey;
 
 use crate::known_hosts::{self, Verdict};
+use crate::sync::lock;
 
 /// What a handshake checks the server's key against, and what it found.
 pub(crate) struct HostCheck {
@@ -174,8 +175,4 @@ impl HostCheck {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

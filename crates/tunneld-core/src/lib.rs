@@ -3,13 +3,21 @@
 //!
 //! Layout:
 //! - [`Daemon`] (this file): starts one supervisor per tunnel, reads their state, stops them.
-//! - `tunnel`: a tunnel's supervisor: listeners, connect, remote forwards, backoff.
-//! - `session`: handshake, jump hosts, routing of `-R` channels.
+//! - `tunnel`: a tunnel's supervisor: connect, heartbeats, backoff (`tunnel/listeners`:
+//!   the `-L` and `-D` listeners; `tunnel/remotes`: the remote forwards held on a session
+//!   and the goodbye; `tunnel/hosts`: failover over a host list).
+//! - `session`: the SSH connection: first hop, jump hosts, handshake, authentication.
+//! - `proxy`, `proxy_command`: the first hop through an HTTP or SOCKS5 proxy, or a
+//!   `ProxyCommand`'s standard input and output.
+//! - `heartbeat`: keepalives and the verdict on a silent server.
+//! - `netwatch`: the machine's addresses, routes and links (rtnetlink).
+//! - `error`: [`TunnelError`], what a connection attempt's failure was.
 //! - `host_check`: the decision on the server's host key (known_hosts, certificates).
 //! - `auth`: identity files and ssh-agent.
 //! - [`known_hosts`]: OpenSSH's known_hosts rules (hashed names, patterns, `@revoked`).
 //! - `key_rotation`: `update_host_keys`, learning the server's rotated host keys.
-//! - `forward`: local listeners, `-L`, `-R` and `-D` connections.
+//! - `forward`: one connection of each kind: `-L` (`local`), `-D` (`dynamic`), `-R`
+//!   (`remote`: routing the server's channels to their forward), and binding (`listen`).
 //! - `pump`: moving bytes between a socket and a channel.
 //! - [`socks`]: SOCKS4/4a/5 server side.
 //! - `hook`: `on_state_change`, the program run at each state change.
@@ -17,6 +25,7 @@
 //! - [`status`]: what tunnels publish about themselves.
 //! - [`safe_fs`]: not following other users' symbolic links; binding Unix sockets safely.
 //! - [`control_request`]: parsing of the control socket's JSON requests.
+//! - `sync`: the one way to take a mutex.
 //!
 //! The crate reads no command line, installs no signal handlers and reads no config file:
 //! it takes a resolved [`tunneld_config::Config`] and is stopped with [`Daemon::shutdown`].
@@ -39,6 +48,7 @@ pub mod safe_fs;
 mod session;
 pub mod socks;
 pub mod status;
+mod sync;
 mod tunnel;
 
 use std::collections::BTreeMap;

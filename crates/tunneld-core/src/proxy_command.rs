@@ -16,6 +16,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
+use crate::sync::lock;
+
 /// How long an ended session waits for its command to leave after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
 /// How long the reader waits, once stdout closed, for the command's exit status.
@@ -162,7 +164,7 @@ async fn log_stderr(
 ) {
     for_each_line(stderr, |text| {
         warn!(tunnel, "proxy command: {text}");
-        *last_words.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+        *lock(&last_words) = Some(text);
     })
     .await;
 }
@@ -194,11 +196,7 @@ impl CommandStream {
     /// The error a read returns once stdout closed: how the command ended.
     fn ended(&self, how: Option<String>) -> io::Error {
         let how = how.unwrap_or_else(|| "closed its output".to_owned());
-        let last = self
-            .last_words
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let last = lock(&self.last_words).clone();
         let text = match last {
             Some(words) => format!("proxy command {how}; it said: {words}"),
             None => format!("proxy command {how}"),

@@ -19,6 +19,7 @@ use crate::error::TunnelError;
 use crate::host_check::HostCheck;
 use crate::known_hosts;
 use crate::status::ForwardCounters;
+use crate::sync::lock;
 
 /// Where a channel the server opens for one of our remote listeners goes.
 #[derive(Clone)]
@@ -392,10 +393,6 @@ impl crate::heartbeat::Probe for Session {
     fn last_heard(&self) -> tokio::time::Instant {
         tokio::time::Instant::from_std(self.ssh.last_heard())
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Unsent bytes the kernel may hold on the SSH socket. The rest waits in the session's own

@@ -28,6 +28,7 @@ use crate::forward::{ForwardCtx, remote};
 use crate::heartbeat;
 use crate::netwatch::{self, NetChange};
 use crate::session::{self, Session, SessionShared};
+use crate::sync::lock;
 use hosts::HostRotation;
 use remotes::{goodbye, request_remotes};
 
@@ -54,10 +55,6 @@ struct Tunnel {
     remote_tasks: Mutex<Vec<(RemoteForward, CancellationToken)>>,
     /// Changes of the machine's network.
     net: watch::Receiver<NetChange>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// `cfg` with no forwards: what a tunnel starts from before its first [`reconcile`].
@@ -413,8 +410,7 @@ async fn serve_session(t: &Arc<Tunnel>, session: &Arc<Session>) -> Option<String
     let interval = t.cfg.server_alive_interval;
     let count = t.cfg.server_alive_count_max;
     let closed = || {
-        let reason = session.shared.end_reason.lock();
-        let reason = reason.unwrap_or_else(|p| p.into_inner()).clone();
+        let reason = lock(&session.shared.end_reason).clone();
         reason.unwrap_or_else(|| "connection closed by the server or the network".to_string())
     };
     let mut net = t.net.clone();

@@ -12,6 +12,7 @@ use crate::pump::{copy_streams, pump};
 use crate::session::{Route, Routes, Session, SessionShared};
 use crate::socks::{self, SOCKS_HANDSHAKE_TIMEOUT};
 use crate::status::ForwardCounters;
+use crate::sync::lock;
 
 /// Hint logged with a refused remote forward.
 pub const STALE_PORT_HINT: &str = "the port may still be held by an earlier session of ours that the server has not \
@@ -130,7 +131,7 @@ fn routes(session: &Session) -> std::sync::MutexGuard<'_, Routes> {
 }
 
 fn routes_of(shared: &SessionShared) -> std::sync::MutexGuard<'_, Routes> {
-    shared.routes.lock().unwrap_or_else(|e| e.into_inner())
+    lock(&shared.routes)
 }
 
 /// Hands each channel the server opens to its remote forward, refusing those for
