@@ -2,7 +2,6 @@
 //! key check against known_hosts, authentication, jump hosts, and the routing of the
 //! channels the server opens for our remote listeners.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,59 +11,18 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
-use tunneld_config::{Endpoint, HostPort, ProxyRoute, TunnelConfig};
+use tunneld_config::{HostPort, ProxyRoute, TunnelConfig};
 use tunneld_ssh::{ConnectError, HostKey, Incoming, OpenKind, TransportError};
 
 use crate::error::TunnelError;
 use crate::host_check::HostCheck;
 use crate::known_hosts;
-use crate::status::ForwardCounters;
 use crate::sync::lock;
-
-/// Where a channel the server opens for one of our remote listeners goes.
-#[derive(Clone)]
-pub(crate) struct Route {
-    /// The local target; `None` makes the listener a reverse SOCKS proxy.
-    pub target: Option<Endpoint>,
-    /// The forward's counters.
-    pub counters: Arc<ForwardCounters>,
-    /// The forward's spec, for logs.
-    pub spec: Arc<str>,
-}
-
-/// Remote listeners the server holds for us, keyed as the server reports them back.
-#[derive(Default)]
-pub(crate) struct Routes {
-    /// `(bind address as sent, port as bound)`.
-    pub tcp: HashMap<(String, u32), Route>,
-    /// Server-side socket path.
-    pub unix: HashMap<String, Route>,
-}
-
-impl Routes {
-    /// The route of a `forwarded-tcpip` channel. Servers may report the address
-    /// differently from how we asked ("localhost" vs "127.0.0.1"): a unique port match
-    /// stands in then.
-    pub(crate) fn tcp(&self, address: &str, port: u32) -> Option<Route> {
-        self.tcp
-            .get(&(address.to_string(), port))
-            .or_else(|| {
-                let mut by_port = self.tcp.iter().filter(|((_, p), _)| *p == port);
-                match (by_port.next(), by_port.next()) {
-                    (Some((_, r)), None) => Some(r),
-                    _ => None,
-                }
-            })
-            .cloned()
-    }
-}
 
 /// State shared between a tunnel and the tasks of its current session.
 pub(crate) struct SessionShared {
     /// The tunnel's name, for logs.
     pub tunnel: Arc<str>,
-    /// Remote forward routing table.
-    pub routes: Mutex<Routes>,
     /// Fired when the session has ended, whatever the path.
     pub closed: CancellationToken,
     /// Cancels the connections the server opened to us; a child of the tunnel's token.

@@ -51,6 +51,8 @@ struct Tunnel {
     listeners: Mutex<Vec<listeners::Running>>,
     /// Remote forwards wanted now; every new session requests these.
     remotes: Mutex<Vec<RemoteForward>>,
+    /// Where the current session's channels for our remote listeners go.
+    routes: Arc<Mutex<remote::Routes>>,
     /// Remote forwards requested on the current session, each cancelled by its token.
     remote_tasks: Mutex<Vec<(RemoteForward, CancellationToken)>>,
     /// Changes of the machine's network.
@@ -243,6 +245,7 @@ pub(crate) async fn run(
         session: session_tx,
         applied: Mutex::new(Arc::new(without_forwards(&cfg))),
         listeners: Mutex::default(),
+        routes: Arc::default(),
         remote_tasks: Mutex::default(),
         net,
     });
@@ -305,7 +308,6 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
         t.set_state(TunnelState::Connecting);
         let shared = Arc::new(SessionShared {
             tunnel: Arc::clone(&t.name),
-            routes: Mutex::default(),
             closed: CancellationToken::new(),
             conn_cancel: t.cancel.child_token(),
             conn_tracker: t.tracker.clone(),
@@ -319,7 +321,11 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
         let attempt = async {
             let _permit = handshakes.acquire().await;
             let (session, incoming) = session::connect(&t.cfg, host, Arc::clone(&shared)).await?;
-            tokio::spawn(remote::route_incoming(Arc::clone(&shared), incoming));
+            tokio::spawn(remote::route_incoming(
+                Arc::clone(&shared),
+                Arc::clone(&t.routes),
+                incoming,
+            ));
             // sshd counts a connection against MaxStartups until its listener hears that
             // authentication is done, a moment after we do: one round trip on the new
             // session lets it catch up before the next handshake starts.
@@ -343,6 +349,7 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
                 let end = serve_session(t, &session).await;
                 t.session.send_replace(None);
                 lock(&t.remote_tasks).clear();
+                *lock(&t.routes) = remote::Routes::default();
                 shared.conn_cancel.cancel();
                 let Some(why) = end else {
                     goodbye(t, &session).await;

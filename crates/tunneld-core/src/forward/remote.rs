@@ -1,7 +1,8 @@
 //! `ssh -R`: ask the server to listen, and connect each channel it opens for us to the
 //! local target (or, with no target, speak SOCKS on it: a reverse dynamic forward).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use tracing::{debug, warn};
 use tunneld_config::{Endpoint, RemoteForward, RemoteListen};
@@ -9,10 +10,48 @@ use tunneld_ssh::{Channel, Forwarded, Incoming, IncomingChannel, RequestError, o
 
 use super::listen;
 use crate::pump::{copy_streams, pump};
-use crate::session::{Route, Routes, Session, SessionShared};
+use crate::session::{Session, SessionShared};
 use crate::socks::{self, SOCKS_HANDSHAKE_TIMEOUT};
 use crate::status::ForwardCounters;
 use crate::sync::lock;
+
+/// Where a channel the server opens for one of our remote listeners goes.
+#[derive(Clone)]
+pub(crate) struct Route {
+    /// The local target; `None` makes the listener a reverse SOCKS proxy.
+    pub target: Option<Endpoint>,
+    /// The forward's counters.
+    pub counters: Arc<ForwardCounters>,
+    /// The forward's spec, for logs.
+    pub spec: Arc<str>,
+}
+
+/// Remote listeners the server holds for us, keyed as the server reports them back.
+#[derive(Default)]
+pub(crate) struct Routes {
+    /// `(bind address as sent, port as bound)`.
+    pub tcp: HashMap<(String, u32), Route>,
+    /// Server-side socket path.
+    pub unix: HashMap<String, Route>,
+}
+
+impl Routes {
+    /// The route of a `forwarded-tcpip` channel. Servers may report the address
+    /// differently from how we asked ("localhost" vs "127.0.0.1"): a unique port match
+    /// stands in then.
+    pub(crate) fn tcp(&self, address: &str, port: u32) -> Option<Route> {
+        self.tcp
+            .get(&(address.to_string(), port))
+            .or_else(|| {
+                let mut by_port = self.tcp.iter().filter(|((_, p), _)| *p == port);
+                match (by_port.next(), by_port.next()) {
+                    (Some((_, r)), None) => Some(r),
+                    _ => None,
+                }
+            })
+            .cloned()
+    }
+}
 
 /// Hint logged with a refused remote forward.
 pub const STALE_PORT_HINT: &str = "the port may still be held by an earlier session of ours that the server has not \
@@ -26,6 +65,7 @@ pub const STALE_PORT_HINT: &str = "the port may still be held by an earlier sess
 /// end too.
 pub(crate) async fn request(
     session: &Session,
+    routes: &Mutex<Routes>,
     fwd: &RemoteForward,
     counters: &Arc<ForwardCounters>,
 ) -> Result<String, RequestError> {
@@ -39,7 +79,7 @@ pub(crate) async fn request(
             RemoteListen::Tcp { bind, port } => {
                 // Routed before asking, so a connection that arrives at once finds its way.
                 if *port != 0 {
-                    routes(session)
+                    lock(routes)
                         .tcp
                         .insert((bind.clone(), u32::from(*port)), route.clone());
                 }
@@ -54,23 +94,21 @@ pub(crate) async fn request(
                         } else {
                             u32::from(*port)
                         };
-                        routes(session).tcp.insert((bind.clone(), actual), route);
+                        lock(routes).tcp.insert((bind.clone(), actual), route);
                         Ok(listen_address(bind, actual))
                     }
                     Err(e) => {
-                        routes(session)
-                            .tcp
-                            .remove(&(bind.clone(), u32::from(*port)));
+                        lock(routes).tcp.remove(&(bind.clone(), u32::from(*port)));
                         Err(e)
                     }
                 }
             }
             RemoteListen::Unix(path) => {
-                routes(session).unix.insert(path.clone(), route);
+                lock(routes).unix.insert(path.clone(), route);
                 match session.ssh.streamlocal_forward(path.as_str()).await {
                     Ok(()) => Ok(path.clone()),
                     Err(e) => {
-                        routes(session).unix.remove(path);
+                        lock(routes).unix.remove(path);
                         Err(e)
                     }
                 }
@@ -114,29 +152,25 @@ pub(crate) async fn cancel(session: &Session, fwd: &RemoteForward, bound_port: O
 }
 
 /// Drops the routing entry of a cancelled remote forward.
-pub(crate) fn forget(session: &Session, fwd: &RemoteForward, bound_port: Option<u32>) {
+pub(crate) fn forget(routes: &Mutex<Routes>, fwd: &RemoteForward, bound_port: Option<u32>) {
     match &fwd.listen {
         RemoteListen::Tcp { bind, port } => {
             let port = bound_port.unwrap_or(u32::from(*port));
-            routes(session).tcp.remove(&(bind.clone(), port));
+            lock(routes).tcp.remove(&(bind.clone(), port));
         }
         RemoteListen::Unix(path) => {
-            routes(session).unix.remove(path);
+            lock(routes).unix.remove(path);
         }
     }
 }
 
-fn routes(session: &Session) -> std::sync::MutexGuard<'_, Routes> {
-    routes_of(&session.shared)
-}
-
-fn routes_of(shared: &SessionShared) -> std::sync::MutexGuard<'_, Routes> {
-    lock(&shared.routes)
-}
-
 /// Hands each channel the server opens to its remote forward, refusing those for
 /// listeners we did not request.
-pub(crate) async fn route_incoming(shared: Arc<SessionShared>, mut incoming: Incoming) {
+pub(crate) async fn route_incoming(
+    shared: Arc<SessionShared>,
+    routes: Arc<Mutex<Routes>>,
+    mut incoming: Incoming,
+) {
     loop {
         let offer = tokio::select! {
             _ = shared.conn_cancel.cancelled() => return,
@@ -152,11 +186,11 @@ pub(crate) async fn route_incoming(shared: Arc<SessionShared>, mut incoming: Inc
                 originator,
                 originator_port,
             } => (
-                routes_of(&shared).tcp(address, *port),
+                lock(&routes).tcp(address, *port),
                 format!("{originator}:{originator_port}"),
             ),
             Forwarded::Streamlocal { path } => {
-                (routes_of(&shared).unix.get(path).cloned(), path.clone())
+                (lock(&routes).unix.get(path).cloned(), path.clone())
             }
         };
         match route {

@@ -51,7 +51,7 @@ async fn keep_remote(t: &Tunnel, session: &Session, fwd: &RemoteForward, stop: &
     let bound_port = loop {
         let attempt = tokio::select! {
             _ = stop.cancelled() => return,
-            r = remote::request(session, fwd, &counters) => r,
+            r = remote::request(session, &t.routes, fwd, &counters) => r,
         };
         match attempt {
             Ok(bound) => {
@@ -94,7 +94,7 @@ async fn keep_remote(t: &Tunnel, session: &Session, fwd: &RemoteForward, stop: &
     // shutdown the token fires too; cancelling on a dead session costs at most a second.)
     if !t.cancel.is_cancelled() && !session.shared.closed.is_cancelled() {
         remote::cancel(session, fwd, bound_port).await;
-        remote::forget(session, fwd, bound_port);
+        remote::forget(&t.routes, fwd, bound_port);
         info!(tunnel = %t.name, forward = %fwd.spec, "remote forward removed");
     }
 }
