@@ -7,7 +7,7 @@ use tunneld_config::Endpoint;
 
 use super::listen::Stream;
 use super::local::log_end;
-use super::{ForwardCtx, open_channel};
+use super::{ForwardCtx, NoChannel, channel_for};
 use crate::pump::pump;
 use crate::socks::{self, SOCKS_HANDSHAKE_TIMEOUT};
 use crate::status::ConnectionGuard;
@@ -37,30 +37,20 @@ pub(crate) async fn serve(
         host: request.host.clone(),
         port: request.port,
     };
-    let session = match ctx.cancel.run_until_cancelled(ctx.session()).await {
+    let (channel, cancel) = match channel_for(&ctx, &target, peer).await {
         None => return,
-        Some(Some(s)) => s,
-        Some(None) => {
-            warn!(tunnel = %ctx.tunnel, forward = %ctx.spec, "SOCKS connect refused: tunnel is down");
+        Some(Ok(opened)) => opened,
+        Some(Err(why)) => {
+            let error = match why {
+                NoChannel::Down => "the tunnel is down".to_owned(),
+                NoChannel::Refused(e) => e,
+            };
+            warn!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %error, "SOCKS connect refused");
             let _ = socks::reply_failure(&mut stream, request.version).await;
             return;
         }
     };
-    let opened = ctx
-        .cancel
-        .run_until_cancelled(open_channel(&session, &target, peer));
-    let channel = match opened.await {
-        None => return,
-        Some(Ok(c)) => c,
-        Some(Err(e)) => {
-            warn!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %e, "SOCKS connect refused");
-            let _ = socks::reply_failure(&mut stream, request.version).await;
-            return;
-        }
-    };
-    // The connection lives and dies with this session (and the tunnel).
-    let cancel = session.shared.conn_cancel.clone();
-    drop(session);
+    // The connection lives and dies with the session (and the tunnel).
     if socks::reply_success(&mut stream, request.version)
         .await
         .is_err()

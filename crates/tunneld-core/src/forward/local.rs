@@ -8,7 +8,7 @@ use tracing::{debug, warn};
 use tunneld_config::Endpoint;
 
 use super::listen::{Listener, Stream};
-use super::{ForwardCtx, admit, open_channel};
+use super::{ForwardCtx, NoChannel, admit, channel_for};
 use crate::pump::{PumpError, pump};
 use crate::status::ConnectionGuard;
 
@@ -59,30 +59,19 @@ pub(crate) async fn serve(
     guard: ConnectionGuard,
     ctx: ForwardCtx,
 ) {
-    // Each wait races the forward's stop: a stopping tunnel never waits on a client.
-    let Some(session) = ctx
-        .cancel
-        .run_until_cancelled(ctx.session())
-        .await
-        .flatten()
-    else {
-        debug!(tunnel = %ctx.tunnel, forward = %ctx.spec, "no session; connection closed");
-        return;
-    };
-    let opened = ctx
-        .cancel
-        .run_until_cancelled(open_channel(&session, &target, peer));
-    let channel = match opened.await {
+    let (channel, cancel) = match channel_for(&ctx, &target, peer).await {
         None => return,
-        Some(Ok(c)) => c,
-        Some(Err(e)) => {
+        Some(Ok(opened)) => opened,
+        Some(Err(NoChannel::Down)) => {
+            debug!(tunnel = %ctx.tunnel, forward = %ctx.spec, "no session; connection closed");
+            return;
+        }
+        Some(Err(NoChannel::Refused(e))) => {
             warn!(tunnel = %ctx.tunnel, forward = %ctx.spec, error = %e, "connection refused");
             return;
         }
     };
-    // The connection lives and dies with this session (and the tunnel).
-    let cancel = session.shared.conn_cancel.clone();
-    drop(session);
+    // The connection lives and dies with the session (and the tunnel).
     log_end(&ctx, pump(stream, channel, &guard, &cancel).await);
 }
 

@@ -51,6 +51,36 @@ impl ForwardCtx {
     }
 }
 
+/// Why a connection got no channel.
+pub(crate) enum NoChannel {
+    /// No session came within `wait_for_session`.
+    Down,
+    /// The server refused the channel, or did not answer; the reason.
+    Refused(String),
+}
+
+/// A channel to `target` on the tunnel's session, with the token its connection lives by
+/// (the session's); waits for a session (up to `wait_for_session`) and for the server's
+/// answer. `None` when the forward stops meanwhile: a stopping tunnel never waits on a
+/// client.
+pub(crate) async fn channel_for(
+    ctx: &ForwardCtx,
+    target: &Endpoint,
+    peer: Option<SocketAddr>,
+) -> Option<Result<(Channel, CancellationToken), NoChannel>> {
+    let Some(session) = ctx.cancel.run_until_cancelled(ctx.session()).await? else {
+        return Some(Err(NoChannel::Down));
+    };
+    let opened = ctx
+        .cancel
+        .run_until_cancelled(open_channel(&session, target, peer))
+        .await?;
+    Some(match opened {
+        Ok(channel) => Ok((channel, session.shared.conn_cancel.clone())),
+        Err(why) => Err(NoChannel::Refused(why)),
+    })
+}
+
 /// Opens a `direct-tcpip` or `direct-streamlocal` channel to `target`, bounded in time.
 pub(crate) async fn open_channel(
     session: &Session,
