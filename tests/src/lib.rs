@@ -18,6 +18,8 @@
 //!   with network faults (lost mappings, uplink switch, link flap, renewal, rate limit).
 //! - `procs` (private): the process tree under a pid, read from `/proc`; stopping a child
 //!   with SIGTERM, then SIGKILL after a grace ([`sigterm_then_sigkill`]).
+//! - `layout` (tests only): the workspace's layout rules, read from its sources: no file in
+//!   `crates/*/src` over 700 lines, no import cycle between a crate's top-level modules.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline and fails with a
 //! message naming what it waited for. Everything binds to loopback addresses, or to
@@ -28,6 +30,8 @@ pub mod build;
 mod client_run;
 pub mod dropbear;
 pub mod keys;
+#[cfg(test)]
+mod layout;
 pub mod modern_sshd;
 pub mod net;
 pub mod netlab;
