@@ -28,6 +28,15 @@ fn chunk(out: &mut Vec<u8>, piece: &[u8]) {
     out.extend_from_slice(piece);
 }
 
+/// `head`, then each piece as a [`chunk`].
+fn chunked(head: &[u8], pieces: &[&[u8]]) -> Vec<u8> {
+    let mut out = head.to_vec();
+    for piece in pieces {
+        chunk(&mut out, piece);
+    }
+    out
+}
+
 fn message(build: impl FnOnce(&mut Writer), number: u8) -> Vec<u8> {
     let mut w = Writer::message(number);
     build(&mut w);
@@ -39,11 +48,10 @@ fn packet_seeds() -> Vec<Vec<u8>> {
     let payloads: [&[u8]; 3] = [b"\x05\x00\x00\x00\x0cssh-userauth", &[94; 300], &[2; 1]];
     for protection in 0..4u8 {
         for (sizes, flags) in [(0u8, 4u8), (4, 4), (7, 4), (7, 12)] {
-            let mut s = vec![protection | flags, sizes, 0x01, 0x23, 3];
-            for p in payloads {
-                chunk(&mut s, p);
-            }
-            seeds.push(s);
+            seeds.push(chunked(
+                &[protection | flags, sizes, 0x01, 0x23, 3],
+                &payloads,
+            ));
         }
     }
     // An unprotected stream as it is on the wire.
@@ -88,19 +96,14 @@ fn transport_seeds() -> Vec<Vec<u8>> {
     );
     let mut seeds = Vec::new();
     for (mode, sizes) in [(3u8, 6u8), (3, 7), (1, 4)] {
-        let mut s = vec![mode, sizes];
-        s.extend_from_slice(OPENSSH_VERSION_LINE);
-        chunk(&mut s, &kexinit);
-        chunk(&mut s, &ecdh_reply());
-        seeds.push(s);
+        let head = [&[mode, sizes], OPENSSH_VERSION_LINE].concat();
+        seeds.push(chunked(&head, &[&kexinit, &ecdh_reply()]));
     }
-    let mut s = vec![3u8, 7];
-    s.extend_from_slice(OPENSSH_VERSION_LINE);
-    chunk(&mut s, &[2, 0, 0, 0, 0]);
-    chunk(&mut s, &ext_info);
-    chunk(&mut s, &kexinit);
-    chunk(&mut s, &disconnect);
-    seeds.push(s);
+    let head = [&[3, 7], OPENSSH_VERSION_LINE].concat();
+    seeds.push(chunked(
+        &head,
+        &[&[2, 0, 0, 0, 0], &ext_info, &kexinit, &disconnect],
+    ));
     // Raw: lines before the identification, then a framed KEXINIT.
     let mut out = Outgoing::new();
     out.raw(b"a banner line\r\nSSH-2.0-OpenSSH_9.2\r\n");
@@ -170,49 +173,25 @@ fn userauth_seeds() -> Vec<Vec<u8>> {
         },
         60,
     );
-    let mut seeds = Vec::new();
-    let mut s = vec![2u8];
-    for m in [
-        &accept,
-        &banner,
-        &failure(b"publickey,password", false),
-        &pk_ok,
-        &vec![52],
-    ] {
-        chunk(&mut s, m);
-    }
-    seeds.push(s);
-    let mut s = vec![0u8];
-    for m in [
-        &accept,
-        &failure(b"publickey", false),
-        &failure(b"publickey", false),
-        &failure(b"publickey", false),
-    ] {
-        chunk(&mut s, m);
-    }
-    seeds.push(s);
-    let mut s = vec![3u8];
-    for m in [
-        &accept,
-        &failure(b"publickey", false),
-        &pk_ok,
-        &failure(b"password", true),
-    ] {
-        chunk(&mut s, m);
-    }
-    seeds.push(s);
-    let mut s = vec![8u8];
-    for m in [
-        &accept,
-        &failure(b"publickey", false),
-        &pk_ok,
-        &failure(b"publickey", false),
-    ] {
-        chunk(&mut s, m);
-    }
-    seeds.push(s);
-    seeds
+    let failure_pk = failure(b"publickey", false);
+    vec![
+        chunked(
+            &[2],
+            &[
+                &accept,
+                &banner,
+                &failure(b"publickey,password", false),
+                &pk_ok,
+                &[52],
+            ],
+        ),
+        chunked(&[0], &[&accept, &failure_pk, &failure_pk, &failure_pk]),
+        chunked(
+            &[3],
+            &[&accept, &failure_pk, &pk_ok, &failure(b"password", true)],
+        ),
+        chunked(&[8], &[&accept, &failure_pk, &pk_ok, &failure_pk]),
+    ]
 }
 
 fn agent_seeds() -> Vec<Vec<u8>> {
