@@ -51,8 +51,9 @@ struct Tunnel {
     listeners: Mutex<Vec<listeners::Running>>,
     /// Remote forwards wanted now; every new session requests these.
     remotes: Mutex<Vec<RemoteForward>>,
-    /// Where the current session's channels for our remote listeners go.
-    routes: Arc<Mutex<remote::Routes>>,
+    /// Where the current session's channels for our remote listeners go: a new table for
+    /// each session, so that the tasks of one that ended never touch the next one's.
+    routes: Mutex<Arc<Mutex<remote::Routes>>>,
     /// Remote forwards requested on the current session, each cancelled by its token.
     remote_tasks: Mutex<Vec<(RemoteForward, CancellationToken)>>,
     /// Changes of the machine's network.
@@ -245,7 +246,7 @@ pub(crate) async fn run(
         session: session_tx,
         applied: Mutex::new(Arc::new(without_forwards(&cfg))),
         listeners: Mutex::default(),
-        routes: Arc::default(),
+        routes: Mutex::default(),
         remote_tasks: Mutex::default(),
         net,
     });
@@ -321,9 +322,11 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
         let attempt = async {
             let _permit = handshakes.acquire().await;
             let (session, incoming) = session::connect(&t.cfg, host, Arc::clone(&shared)).await?;
+            let routes = Arc::new(Mutex::default());
+            *lock(&t.routes) = Arc::clone(&routes);
             tokio::spawn(remote::route_incoming(
                 Arc::clone(&shared),
-                Arc::clone(&t.routes),
+                routes,
                 incoming,
             ));
             // sshd counts a connection against MaxStartups until its listener hears that
@@ -349,7 +352,6 @@ async fn supervise(t: &Arc<Tunnel>, handshakes: &Semaphore) {
                 let end = serve_session(t, &session).await;
                 t.session.send_replace(None);
                 lock(&t.remote_tasks).clear();
-                *lock(&t.routes) = remote::Routes::default();
                 shared.conn_cancel.cancel();
                 let Some(why) = end else {
                     goodbye(t, &session).await;

@@ -1,7 +1,7 @@
 //! The remote forwards held on a session: requested, retried while refused, cancelled
 //! when removed; and the goodbye that gives them back when the tunnel stops.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -21,6 +21,7 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 /// those no longer wanted.
 pub(super) fn request_remotes(t: &Arc<Tunnel>, session: &Arc<Session>) {
     let wanted = lock(&t.remotes).clone();
+    let routes = Arc::clone(&lock(&t.routes));
     let mut tasks = lock(&t.remote_tasks);
     // Known by their parsed value, as the reload's changes are.
     tasks.retain(|(fwd, token)| {
@@ -36,22 +37,28 @@ pub(super) fn request_remotes(t: &Arc<Tunnel>, session: &Arc<Session>) {
         }
         let token = session.shared.conn_cancel.child_token();
         tasks.push((fwd.clone(), token.clone()));
-        let (t2, s2) = (Arc::clone(t), Arc::clone(session));
+        let (t2, s2, routes) = (Arc::clone(t), Arc::clone(session), Arc::clone(&routes));
         t.tracker
-            .spawn(async move { keep_remote(&t2, &s2, &fwd, &token).await });
+            .spawn(async move { keep_remote(&t2, &s2, &routes, &fwd, &token).await });
     }
 }
 
 /// Requests one remote forward, retrying on its own backoff while the server refuses;
 /// once active, holds it until `stop` (removed by a reload: cancelled on the server too).
-async fn keep_remote(t: &Tunnel, session: &Session, fwd: &RemoteForward, stop: &CancellationToken) {
+async fn keep_remote(
+    t: &Tunnel,
+    session: &Session,
+    routes: &Mutex<remote::Routes>,
+    fwd: &RemoteForward,
+    stop: &CancellationToken,
+) {
     let kind = ForwardKind::Remote;
     let counters = t.counters(kind, &fwd.spec);
     let mut schedule = Schedule::new(t.cfg.backoff);
     let bound_port = loop {
         let attempt = tokio::select! {
             _ = stop.cancelled() => return,
-            r = remote::request(session, &t.routes, fwd, &counters) => r,
+            r = remote::request(session, routes, fwd, &counters) => r,
         };
         match attempt {
             Ok(bound) => {
@@ -94,7 +101,7 @@ async fn keep_remote(t: &Tunnel, session: &Session, fwd: &RemoteForward, stop: &
     // shutdown the token fires too; cancelling on a dead session costs at most a second.)
     if !t.cancel.is_cancelled() && !session.shared.closed.is_cancelled() {
         remote::cancel(session, fwd, bound_port).await;
-        remote::forget(&t.routes, fwd, bound_port);
+        remote::forget(routes, fwd, bound_port);
         info!(tunnel = %t.name, forward = %fwd.spec, "remote forward removed");
     }
 }
