@@ -143,9 +143,13 @@ impl Daemon {
         let stop = cancel.clone();
         self.tracker.spawn(async move {
             if let Some(mut before) = predecessor {
+                // Waited for even when this run is stopped meanwhile (the predecessor is
+                // stopping too, within STOP_TIMEOUT): a run that started after this one
+                // waits on this one, and must not start while the predecessor still
+                // holds the listeners.
                 let stopped = before.wait_for(|s| s.state == TunnelState::Stopped);
-                let waited = tokio::time::timeout(STOP_TIMEOUT, stopped);
-                if stop.run_until_cancelled(waited).await.is_none() {
+                let _ = tokio::time::timeout(STOP_TIMEOUT, stopped).await;
+                if stop.is_cancelled() {
                     return;
                 }
             }
