@@ -225,9 +225,7 @@ pub(crate) fn spawn_incoming(
             reverse_socks(&shared, &route, offer.accept(), &guard).await;
             return;
         };
-        // The connect races the session's end: a stopping tunnel never waits on a target.
-        let connect = tokio::time::timeout(shared.connect_timeout, listen::connect(&target));
-        let Some(connected) = cancel.run_until_cancelled(connect).await else {
+        let Some(connected) = connect_target(&shared, &target).await else {
             return;
         };
         match connected {
@@ -248,6 +246,16 @@ pub(crate) fn spawn_incoming(
             }
         }
     });
+}
+
+/// Connects to a local target within the connect timeout (`Err` when it runs out); `None`
+/// when the session ends first: a stopping tunnel never waits on a target.
+async fn connect_target(
+    shared: &SessionShared,
+    target: &Endpoint,
+) -> Option<Result<std::io::Result<listen::Stream>, tokio::time::error::Elapsed>> {
+    let connect = tokio::time::timeout(shared.connect_timeout, listen::connect(target));
+    shared.conn_cancel.run_until_cancelled(connect).await
 }
 
 async fn reverse_socks(
@@ -274,8 +282,7 @@ async fn reverse_socks(
         let _ = socks::reply_not_allowed(&mut stream, request.version).await;
         return;
     }
-    let connect = tokio::time::timeout(shared.connect_timeout, listen::connect(&target));
-    let Some(connected) = cancel.run_until_cancelled(connect).await else {
+    let Some(connected) = connect_target(shared, &target).await else {
         return;
     };
     match connected {
