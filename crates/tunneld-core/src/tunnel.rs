@@ -49,8 +49,6 @@ struct Tunnel {
     applied: Mutex<Arc<TunnelConfig>>,
     /// Running local and dynamic listeners.
     listeners: Mutex<Vec<listeners::Running>>,
-    /// Remote forwards wanted now; every new session requests these.
-    remotes: Mutex<Vec<RemoteForward>>,
     /// Where the current session's channels for our remote listeners go: a new table for
     /// each session, so that the tasks of one that ended never touch the next one's.
     routes: Mutex<Arc<Mutex<remote::Routes>>>,
@@ -238,7 +236,6 @@ pub(crate) async fn run(
     let (session_tx, _) = watch::channel(None);
     let t = Arc::new(Tunnel {
         name: Arc::from(cfg.name.as_str()),
-        remotes: Mutex::new(cfg.remote.clone()),
         cfg: Arc::clone(&cfg),
         status,
         cancel,
@@ -289,7 +286,6 @@ fn reconcile(t: &Arc<Tunnel>, cfg: &Arc<TunnelConfig>) {
         settle(s, up);
     });
     listeners::apply(t, &changes);
-    *lock(&t.remotes) = cfg.remote.clone();
     let session = t.session.borrow().clone();
     if let Some(session) = session {
         request_remotes(t, &session);

@@ -20,7 +20,8 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Requests on `session` every wanted remote forward not requested yet, and cancels
 /// those no longer wanted.
 pub(super) fn request_remotes(t: &Arc<Tunnel>, session: &Arc<Session>) {
-    let wanted = lock(&t.remotes).clone();
+    // The remote forwards in force: every new session requests these.
+    let wanted = lock(&t.applied).remote.clone();
     let routes = Arc::clone(&lock(&t.routes));
     let mut tasks = lock(&t.remote_tasks);
     // Known by their parsed value, as the reload's changes are.
@@ -115,7 +116,8 @@ fn bound_port(bound: &str) -> Option<u32> {
 pub(super) async fn goodbye(t: &Tunnel, session: &Session) {
     let active: Vec<(RemoteForward, Option<u32>)> = {
         let s = t.status.borrow();
-        lock(&t.remotes)
+        lock(&t.applied)
+            .remote
             .iter()
             .filter_map(|fwd| {
                 let f = s
