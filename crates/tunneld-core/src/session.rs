@@ -1,6 +1,5 @@
 //! One SSH session to the server (tunneld's own client, `tunneld-ssh`): handshake, host
-//! key check against known_hosts, authentication, jump hosts, and the routing of the
-//! channels the server opens for our remote listeners.
+//! key check against known_hosts, authentication and jump hosts.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

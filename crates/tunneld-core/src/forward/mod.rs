@@ -82,7 +82,7 @@ pub(crate) async fn channel_for(
 }
 
 /// Opens a `direct-tcpip` or `direct-streamlocal` channel to `target`, bounded in time.
-pub(crate) async fn open_channel(
+async fn open_channel(
     session: &Session,
     host: &Endpoint,
     origin: Option<SocketAddr>,
