@@ -486,14 +486,6 @@ mod tests {
         }
     }
 
-    fn keys(sizes: crate::cipher::KeySizes) -> crate::cipher::DirectionKeys {
-        crate::cipher::DirectionKeys {
-            iv: vec![1; sizes.iv].into(),
-            key: vec![2; sizes.key].into(),
-            mac_key: vec![3; sizes.mac_key].into(),
-        }
-    }
-
     /// Each cipher's keys are re-exchanged after OpenSSH's volume for it: 2^32 AES blocks,
     /// 1 GiB of chacha20-poly1305; nothing limits the unprotected first exchange.
     #[test]
@@ -509,7 +501,7 @@ mod tests {
             (AES128_CTR, Some(cipher::HMAC_SHA256_ETM), 64 << 30),
             (CHACHA20_POLY1305, None, 1 << 30),
         ] {
-            let k = keys(cipher::key_sizes(cipher, mac).unwrap());
+            let k = crate::cipher::tests::keys_for(cipher, mac, 0);
             out.set_sealer(cipher::sealer(cipher, mac, &k).unwrap(), false);
             incoming.set_opener(cipher::opener(cipher, mac, &k).unwrap(), false);
             assert_eq!(out.volume_limit_bytes(), limit, "{cipher}");
