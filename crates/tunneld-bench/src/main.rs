@@ -21,7 +21,7 @@ mod measure;
 mod nat;
 mod report;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -229,8 +229,8 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every contender in turn, `plan.rounds` times, the order rotating each round; all
-/// per-round figures. A figure that fails is noted and the run goes on.
+/// Every contender, `plan.rounds` times, the order rotating each round; all per-round
+/// figures. A figure that fails is noted and the run goes on.
 async fn run_rounds(env: &Env<'_>, plan: &Plan, results: &mut Results) -> anyhow::Result<()> {
     let echo = EchoServer::start().await.context("start the echo server")?;
     let sink = DiscardServer::start().await?;
@@ -251,7 +251,7 @@ async fn run_rounds(env: &Env<'_>, plan: &Plan, results: &mut Results) -> anyhow
         for c in order {
             let tag = format!("round {}/{} {}", round + 1, plan.rounds, c.key());
             let round_tag = format!("round{}", round + 1);
-            let mut started = match contenders::start(c, env, &targets, &round_tag).await {
+            let started = match contenders::start(c, env, &targets, &round_tag).await {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("{tag}: cannot start: {e:#}");
@@ -262,9 +262,9 @@ async fn run_rounds(env: &Env<'_>, plan: &Plan, results: &mut Results) -> anyhow
             if let Some(cipher) = &started.cipher {
                 results.ciphers.insert(c.key(), cipher.clone());
             }
-            run_figures(c, &mut started, plan, &sink, &tag, results).await;
             up.push((c, started, tag));
         }
+        run_figures(&mut up, plan, &sink, results).await;
         run_latency(env, &up, plan, results).await;
         for (_, started, tag) in &up {
             for line in started.sessions_lost() {
@@ -338,16 +338,10 @@ async fn run_latency(
     }
 }
 
-/// Every per-round figure of `c` through `started`, in [`report::all_metrics`] order.
-async fn run_figures(
-    c: Contender,
-    started: &mut contenders::Started,
-    plan: &Plan,
-    sink: &DiscardServer,
-    tag: &str,
-    results: &mut Results,
-) {
-    let mut cases: Vec<(&report::Metric, Figure)> = Vec::new();
+/// The per-round figures of a contender, in [`report::all_metrics`] order, through its
+/// forwards' entries.
+fn cases(started: &contenders::Started) -> Vec<(&'static report::Metric, Figure)> {
+    let mut cases = Vec::new();
     let mut bulk = report::BULK.iter();
     for entries in [started.local, started.remote] {
         for (dir, entry) in [
@@ -365,47 +359,103 @@ async fn run_figures(
         Figure::BesideSlowReader(started.local.source),
     ));
     cases.push((&report::CONN_RATE, Figure::ConnRate(started.local.echo)));
-    let pids = started.pids();
-    // This round's solo figure, for the share kept beside a slow reader.
-    let mut solo_s2c = None;
-    for (metric, figure) in cases {
-        let ok = match figure {
-            Figure::Bulk(entry, dir, streams) => {
-                let got = measure::bulk(entry, dir, streams, plan.bulk_window, sink, &pids).await;
-                let cpu_metric = match (metric.key, &got) {
-                    ("local_c2s_1", Ok(_)) => Some(&report::CPU_PER_GIB[0]),
-                    ("local_s2c_1", Ok(b)) => {
-                        solo_s2c = Some(b.gbps);
-                        Some(&report::CPU_PER_GIB[1])
-                    }
-                    _ => None,
-                };
-                if let (Some(m), Ok(b)) = (cpu_metric, &got) {
-                    record(results, tag, c, m, Ok(b.cpu_ms_per_gib));
+    cases
+}
+
+/// Every per-round figure of every contender in `up`, figure by figure, the contenders
+/// taking turns at each: the host of a small VM drifts over minutes, and contenders
+/// measured a minute apart would compare two machines. A contender that fails a figure and
+/// does not recover sits out the rest of the round.
+async fn run_figures(
+    up: &mut [(Contender, contenders::Started, String)],
+    plan: &Plan,
+    sink: &DiscardServer,
+    results: &mut Results,
+) {
+    let mut queues: Vec<_> = up
+        .iter()
+        .map(|(_, started, _)| cases(started).into_iter())
+        .collect();
+    let pids: Vec<_> = up.iter().map(|(_, started, _)| started.pids()).collect();
+    // This round's solo figure of each contender, for the share kept beside a slow reader.
+    let mut solo_s2c = vec![None; up.len()];
+    let mut out = vec![false; up.len()];
+    // Each pass takes the next figure of every contender; the queues are finite.
+    let mut more = true;
+    while more {
+        more = false;
+        for (i, (c, started, tag)) in up.iter_mut().enumerate() {
+            let Some((metric, figure)) = queues[i].next() else {
+                continue;
+            };
+            more = true;
+            if out[i] {
+                continue;
+            }
+            let who = Who {
+                c: *c,
+                tag,
+                pids: &pids[i],
+            };
+            let ok = figure_of(&who, metric, figure, plan, sink, &mut solo_s2c[i], results).await;
+            // One failure must not fail the figures after it: wait until the forwards
+            // carry traffic again (a lost session is being rebuilt).
+            if !ok && let Err(e) = started.recover().await {
+                eprintln!("{tag}: does not recover, skipping the rest: {e:#}");
+                results
+                    .notes
+                    .push(format!("{tag}: did not recover, rest skipped: {e:#}"));
+                out[i] = true;
+            }
+        }
+    }
+}
+
+/// The contender a figure is taken of: which, its log tag, its processes.
+struct Who<'a> {
+    c: Contender,
+    tag: &'a str,
+    pids: &'a BTreeSet<i32>,
+}
+
+/// Measures and records one figure; true if kept.
+async fn figure_of(
+    who: &Who<'_>,
+    metric: &report::Metric,
+    figure: Figure,
+    plan: &Plan,
+    sink: &DiscardServer,
+    solo_s2c: &mut Option<f64>,
+    results: &mut Results,
+) -> bool {
+    let Who { c, tag, pids } = *who;
+    match figure {
+        Figure::Bulk(entry, dir, streams) => {
+            let got = measure::bulk(entry, dir, streams, plan.bulk_window, sink, pids).await;
+            let cpu_metric = match (metric.key, &got) {
+                ("local_c2s_1", Ok(_)) => Some(&report::CPU_PER_GIB[0]),
+                ("local_s2c_1", Ok(b)) => {
+                    *solo_s2c = Some(b.gbps);
+                    Some(&report::CPU_PER_GIB[1])
                 }
-                record(results, tag, c, metric, got.map(|b| b.gbps))
+                _ => None,
+            };
+            if let (Some(m), Ok(b)) = (cpu_metric, &got) {
+                record(results, tag, c, m, Ok(b.cpu_ms_per_gib));
             }
-            Figure::BesideSlowReader(entry) => {
-                let got = beside_slow_reader(entry, plan, sink, &pids).await;
-                if let (Ok(gbps), Some(solo)) = (&got, solo_s2c) {
-                    let share = 100.0 * gbps / solo;
-                    record(results, tag, c, &report::BESIDE_SLOW_SHARE, Ok(share));
-                }
-                record(results, tag, c, metric, got)
+            record(results, tag, c, metric, got.map(|b| b.gbps))
+        }
+        Figure::BesideSlowReader(entry) => {
+            let got = beside_slow_reader(entry, plan, sink, pids).await;
+            if let (Ok(gbps), Some(solo)) = (&got, *solo_s2c) {
+                let share = 100.0 * gbps / solo;
+                record(results, tag, c, &report::BESIDE_SLOW_SHARE, Ok(share));
             }
-            Figure::ConnRate(entry) => {
-                let got = measure::connections_per_sec(entry, plan.conn_window).await;
-                record(results, tag, c, metric, got)
-            }
-        };
-        // One failure must not fail the figures after it: wait until the forwards
-        // carry traffic again (a lost session is being rebuilt).
-        if !ok && let Err(e) = started.recover().await {
-            eprintln!("{tag}: does not recover, skipping the rest: {e:#}");
-            results
-                .notes
-                .push(format!("{tag}: did not recover, rest skipped: {e:#}"));
-            break;
+            record(results, tag, c, metric, got)
+        }
+        Figure::ConnRate(entry) => {
+            let got = measure::connections_per_sec(entry, plan.conn_window).await;
+            record(results, tag, c, metric, got)
         }
     }
 }
@@ -435,7 +485,7 @@ async fn beside_slow_reader(
     entry: u16,
     plan: &Plan,
     sink: &DiscardServer,
-    pids: &std::collections::BTreeSet<i32>,
+    pids: &BTreeSet<i32>,
 ) -> anyhow::Result<f64> {
     let slow = measure::SlowReader::start(entry).await?;
     let got = measure::bulk(
@@ -453,6 +503,7 @@ async fn beside_slow_reader(
 }
 
 /// One figure of a round, with the entry port it goes through.
+#[derive(Clone, Copy)]
 enum Figure {
     Bulk(u16, Direction, usize),
     BesideSlowReader(u16),

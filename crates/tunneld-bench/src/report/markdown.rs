@@ -30,7 +30,7 @@ pub fn markdown(r: &Results) -> String {
     );
     let _ = writeln!(
         out,
-        "- {} round(s), contenders alternating within each; bulk: {} s windows after {} s warm-up; \
+        "- {} round(s), contenders taking turns at each figure; bulk: {} s windows after {} s warm-up; \
          ping-pong: {} round trips per round and placement, in 10 batches taking turns between \
          the contenders (free placement, then all on one CPU); new connections: {} s, one at a time",
         s.rounds,
