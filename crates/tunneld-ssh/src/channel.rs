@@ -235,11 +235,14 @@ impl Channel {
         self.shared.lock().recv.len()
     }
 
-    /// Memory the channel holds for its buffers, data or not: kept while data flows,
-    /// given back once the session has been quiet for a second.
-    pub fn buffer_capacity(&self) -> usize {
+    /// Memory the channel holds to receive and to send, data or not: kept while data
+    /// flows, given back once the session has been quiet for a second.
+    pub fn buffer_capacity(&self) -> BufferCapacity {
         let state = self.shared.lock();
-        state.recv.capacity() + state.send.capacity()
+        BufferCapacity {
+            receive: state.recv.capacity(),
+            send: state.send.capacity(),
+        }
     }
 }
 
@@ -258,6 +261,33 @@ impl Drop for Channel {
         // Nobody will read what is buffered: let it go now.
         state.recv = BytesMut::new();
         self.shared.schedule(&mut state);
+    }
+}
+
+/// What [`Channel::buffer_capacity`] reports, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferCapacity {
+    /// The buffer of data received and not read yet.
+    pub receive: usize,
+    /// The queue of data written and not sent yet.
+    pub send: usize,
+}
+
+impl BufferCapacity {
+    /// Both buffers together.
+    pub fn total(&self) -> usize {
+        self.receive + self.send
+    }
+}
+
+/// Moves an emptied buffer's start back to the start of its allocation, without copying
+/// or allocating: `BytesMut` counts the room before its start out of its capacity until a
+/// later reserve takes it back, so the capacity would otherwise depend on where the last
+/// read ended.
+pub(crate) fn rewind_if_empty(buf: &mut BytesMut) {
+    if buf.is_empty() {
+        // False only when there is no room before the start: nothing to rewind.
+        let _ = buf.try_reclaim(buf.capacity() + 1);
     }
 }
 
@@ -287,6 +317,7 @@ impl ChannelShared {
         // An emptied buffer keeps its capacity: during a transfer it empties after every
         // read, and the driver gives it back once the session is quiet (`release_buffers`).
         state.recv.advance(n);
+        rewind_if_empty(&mut state.recv);
         // n is at most the window, a u32.
         state.consumed = state.consumed.saturating_add(n as u32);
         if state.adjust_due() {
@@ -489,4 +520,27 @@ impl AsyncWrite for ChannelWriter<'_> {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A buffer read to its end counts its whole allocation again; one still holding data
+    /// is left alone.
+    #[test]
+    fn an_emptied_buffer_is_rewound_to_its_whole_capacity() {
+        let mut buf = BytesMut::with_capacity(64);
+        buf.extend_from_slice(&[7; 40]);
+        buf.advance(30);
+        rewind_if_empty(&mut buf);
+        assert_eq!(buf.capacity(), 34);
+        assert_eq!(&buf[..], &[7; 10]);
+        buf.advance(10);
+        assert_eq!(buf.capacity(), 24);
+        rewind_if_empty(&mut buf);
+        assert_eq!(buf.capacity(), 64);
+        rewind_if_empty(&mut buf);
+        assert_eq!(buf.capacity(), 64);
+    }
 }

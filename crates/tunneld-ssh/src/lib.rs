@@ -43,7 +43,7 @@ pub mod transport;
 pub mod wire;
 
 pub use auth::Credential;
-pub use channel::{Channel, ChannelReader, ChannelWriter};
+pub use channel::{BufferCapacity, Channel, ChannelReader, ChannelWriter};
 pub use connection::{
     ChannelConfig, Forwarded, GlobalReply, IncomingChannel, OpenError, OpenKind, open_failure,
 };

@@ -173,6 +173,7 @@ impl Connection {
                 self.buffers_used = true;
                 t.send_channel_data(state.remote_id, &state.send[..n]);
                 state.send.advance(n);
+                crate::channel::rewind_if_empty(&mut state.send);
                 state.remote_window -= n as u32;
                 if let Some(w) = state.writer.take() {
                     w.wake();
