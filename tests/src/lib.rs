@@ -48,4 +48,4 @@ pub use procs::{AfterGrace, Process, die_with_this_process, processes, sigterm_t
 pub use proxy::{Fault, FaultProxy};
 pub use proxy_servers::{ProxyKind, ProxyServer};
 pub use servers::{DownloadServer, EchoServer, HttpServer, SourceServer, UnixEchoServer};
-pub use sshd::{HostKeyType, Sshd, SshdOptions};
+pub use sshd::{FrozenSessions, HostKeyType, Sshd, SshdOptions};

@@ -98,7 +98,7 @@ pub(crate) fn descendants(root: i32) -> BTreeSet<i32> {
     found
 }
 
-fn signal(pid: i32, sig: libc::c_int) {
+pub(crate) fn signal(pid: i32, sig: libc::c_int) {
     // SAFETY: kill(2) has no memory-safety preconditions; a stale pid only yields ESRCH.
     unsafe {
         libc::kill(pid, sig);

@@ -651,6 +651,17 @@ impl Sshd {
         })
     }
 
+    /// Stops the session processes (SIGSTOP) until the returned guard is dropped: a server
+    /// that holds its connections and never answers on them. New connections are still
+    /// accepted (the listener runs), each in a session of its own that is not frozen.
+    pub fn freeze_sessions(&self) -> FrozenSessions {
+        let pids = self.session_pids();
+        for &pid in &pids {
+            procs::signal(pid, libc::SIGSTOP);
+        }
+        FrozenSessions(pids)
+    }
+
     /// Whether the listener is running (false after [`Sshd::stop`] or if sshd died).
     pub fn is_running(&mut self) -> bool {
         self.child
@@ -1108,6 +1119,18 @@ pub(crate) fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
         .map_err(|_| io::Error::other("sshd spawner thread is gone"))?;
     rx.recv()
         .map_err(|_| io::Error::other("sshd spawner thread is gone"))?
+}
+
+/// Sessions stopped by [`Sshd::freeze_sessions`]; dropping it lets them run again.
+#[must_use = "the sessions run again as soon as this is dropped"]
+pub struct FrozenSessions(Vec<i32>);
+
+impl Drop for FrozenSessions {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            procs::signal(pid, libc::SIGCONT);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -104,30 +104,6 @@ async fn a_gateway_ports_reload_opens_the_listener() {
         .unwrap();
 }
 
-/// Holds sshd's session processes stopped (SIGSTOP) until dropped: a server that takes
-/// connections and never answers.
-struct Frozen(Vec<i32>);
-
-impl Frozen {
-    fn sessions_of(sshd: &Sshd) -> Frozen {
-        let pids = sshd.session_pids();
-        for pid in &pids {
-            // SAFETY: kill(2) on a process the test-kit started.
-            unsafe { libc::kill(*pid, libc::SIGSTOP) };
-        }
-        Frozen(pids)
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            // SAFETY: as above.
-            unsafe { libc::kill(*pid, libc::SIGCONT) };
-        }
-    }
-}
-
 /// A reload that stops twenty tunnels whose server has hung (each stop would wait for its
 /// remote forward's cancel and its goodbye) leaves the daemon's loop free: the systemd
 /// watchdog keeps being fed on time throughout, and the reload answers at once.
@@ -162,7 +138,7 @@ async fn a_reload_stopping_hung_tunnels_keeps_the_watchdog_fed() {
     );
     svc.wait_status("all up", all_up).await;
 
-    let frozen = Frozen::sessions_of(&sshd);
+    let frozen = sshd.freeze_sessions();
     svc.write(&keep);
     let reload = {
         let socket = svc.socket();
