@@ -140,37 +140,33 @@ async fn a_reload_stopping_hung_tunnels_keeps_the_watchdog_fed() {
 
     let frozen = sshd.freeze_sessions();
     svc.write(&keep);
-    let reload = {
-        let socket = svc.socket();
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            let out = std::process::Command::new(tunneld_bin())
-                .args(["reload", "--socket"])
-                .arg(socket)
-                .output()
-                .unwrap();
-            (out, started.elapsed())
-        })
-    };
-    // Every watchdog ping for a while after the reload, with the gap before it.
+    // Every watchdog ping for a while after the reload, with the gap before it, watched
+    // while the reload runs.
     let watch_for = WATCHDOG * 8;
-    let start = Instant::now();
-    let mut last = start;
-    let mut worst = Duration::ZERO;
-    let mut pings = 0;
-    while start.elapsed() < watch_for {
-        let mut buf = [0u8; 4096];
-        let Ok(n) = notify.recv(&mut buf) else {
-            worst = worst.max(last.elapsed());
-            break;
-        };
-        if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
-            worst = worst.max(last.elapsed());
-            last = Instant::now();
-            pings += 1;
-        }
-    }
-    let (out, answered_in) = reload.join().unwrap();
+    let (out, answered_in, (worst, pings)) = std::thread::scope(|scope| {
+        let watch = scope.spawn(|| {
+            let start = Instant::now();
+            let mut last = start;
+            let mut worst = Duration::ZERO;
+            let mut pings = 0;
+            while start.elapsed() < watch_for {
+                let mut buf = [0u8; 4096];
+                let Ok(n) = notify.recv(&mut buf) else {
+                    worst = worst.max(last.elapsed());
+                    break;
+                };
+                if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
+                    worst = worst.max(last.elapsed());
+                    last = Instant::now();
+                    pings += 1;
+                }
+            }
+            (worst, pings)
+        });
+        let started = Instant::now();
+        let out = svc.reload();
+        (out, started.elapsed(), watch.join().unwrap())
+    });
     drop(frozen);
     assert!(out.status.success(), "{out:?}");
     assert!(
